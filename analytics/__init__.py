@@ -1,0 +1,4 @@
+"""DuckDB warehouse, reports, billing and rating, exports.
+
+May import: projections.
+"""
