@@ -1,0 +1,266 @@
+"""The event store's own guarantees, beyond the library's conformance cases."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import nats
+from nats.aio.msg import Msg
+import pytest
+from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking
+
+import eventstore
+from eventstore import connection
+from eventstore.layout import StreamLayout
+from eventstore.store import JetStreamStore, TenantMismatchError, UndecodableEventError
+
+
+@pytest.fixture
+def store(nats_url: str) -> Iterator[JetStreamStore]:
+    conn = connection.acquire(nats_url)
+    s = JetStreamStore(conn, StreamLayout(f"t{uuid.uuid4().hex[:12]}"))
+    conn.run(s.ensure_stream())
+    yield s
+    connection.release(conn)
+
+
+def ev(originator_id: uuid.UUID, version: int, topic: str = "t", state: bytes = b"{}") -> StoredEvent:
+    return StoredEvent(originator_id, version, topic, state)
+
+
+def test_two_writers_saving_the_same_version_exactly_one_wins(nats_url: str) -> None:
+    # Two processes' worth of state: separate connections and caches, racing per round.
+    conns = [connection.NatsConnection(nats_url), connection.NatsConnection(nats_url)]
+    app = f"race{uuid.uuid4().hex[:8]}"
+    stores = [JetStreamStore(c, StreamLayout(app)) for c in conns]
+    conns[0].run(stores[0].ensure_stream())
+    recorders = [eventstore.JetStreamApplicationRecorder(s) for s in stores]
+    try:
+        for _ in range(30):
+            agg = uuid.uuid4()
+            recorders[0].insert_events([ev(agg, 1)])
+            for r in recorders:  # both writers have read version 1
+                assert len(r.select_events(agg)) == 1
+            barrier = threading.Barrier(2)
+            outcomes: list[str] = []
+
+            def write(r: eventstore.JetStreamApplicationRecorder, state: bytes) -> None:
+                barrier.wait()
+                try:
+                    r.insert_events([ev(agg, 2, state=state)])
+                    outcomes.append("won")
+                except IntegrityError:
+                    outcomes.append("lost")
+
+            threads = [
+                threading.Thread(target=write, args=(r, f"w{i}".encode()))
+                for i, r in enumerate(recorders)
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert sorted(outcomes) == ["lost", "won"]
+            assert [e.originator_version for e in recorders[1].select_events(agg)] == [1, 2]
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_a_writer_with_a_stale_view_gets_integrity_error(store: JetStreamStore) -> None:
+    a = eventstore.JetStreamApplicationRecorder(store)
+    other = connection.NatsConnection(store.conn.url)
+    try:
+        b = eventstore.JetStreamApplicationRecorder(JetStreamStore(other, store.layout))
+        agg = uuid.uuid4()
+        a.insert_events([ev(agg, 1)])
+        b.select_events(agg)
+        a.insert_events([ev(agg, 2)])
+        with pytest.raises(IntegrityError):
+            b.insert_events([ev(agg, 2)])
+        b.insert_events([ev(agg, 3)])  # having learnt version 2, b can go on
+        assert [e.originator_version for e in a.select_events(agg)] == [1, 2, 3]
+    finally:
+        other.close()
+
+
+def test_a_failed_multi_event_save_stores_none_of_its_events(store: JetStreamStore) -> None:
+    r = eventstore.JetStreamApplicationRecorder(store)
+    a, b = uuid.uuid4(), uuid.uuid4()
+    r.insert_events([ev(b, 1)])
+    with pytest.raises(IntegrityError):
+        # a is new and would be fine; b's version 1 is taken: nothing of the save lands.
+        r.insert_events([ev(a, 1), ev(a, 2), ev(b, 1)])
+    assert r.select_events(a) == []
+    assert r.max_notification_id() == 1
+
+
+def test_a_save_is_atomic_even_if_the_process_dies_mid_save(store: JetStreamStore, tmp_path: Path) -> None:
+    agg = uuid.uuid4()
+    script = tmp_path / "die_mid_save.py"
+    # The real insert path, killed by SIGKILL just before it would send the commit.
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import os, signal, uuid
+            from eventsourcing.persistence import StoredEvent
+            from eventstore import connection
+            from eventstore.layout import StreamLayout
+            from eventstore.store import JetStreamStore
+            conn = connection.NatsConnection({store.conn.url!r})
+            store = JetStreamStore(conn, StreamLayout({store.layout.app_name!r}))
+            real_request = conn.nc.request
+            async def request(subject, payload=b"", timeout=0.5, old_style=False, headers=None):
+                if headers and headers.get("Nats-Batch-Commit"):
+                    await conn.nc.flush()
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return await real_request(subject, payload, timeout=timeout, headers=headers)
+            conn.nc.request = request
+            agg = uuid.UUID({str(agg)!r})
+            conn.run(store.insert([StoredEvent(agg, v, "t", b"x") for v in (1, 2, 3)]))
+            """
+        )
+    )
+    proc = subprocess.run([sys.executable, str(script)], cwd=Path(__file__).parent.parent, timeout=60)
+    assert proc.returncode == -9
+    r = eventstore.JetStreamApplicationRecorder(store)
+    assert r.select_events(agg) == []
+    assert r.max_notification_id() is None
+    # The staged batch is abandoned by the server after 10 s idle; it never lands.
+    time.sleep(11)
+    assert r.select_events(agg) == []
+    r.insert_events([ev(agg, 1)])
+    assert r.max_notification_id() == 1
+
+
+def test_concurrent_saves_of_many_aggregates_all_land_with_unique_ids(store: JetStreamStore) -> None:
+    r = eventstore.JetStreamApplicationRecorder(store)
+    ids: list[int] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        for _ in range(50):
+            got = r.insert_events([ev(uuid.uuid4(), 1)])
+            assert got is not None
+            with lock:
+                ids.extend(got)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(ids) == list(range(1, 401))
+
+
+def test_subjects_carry_the_tenant(store: JetStreamStore) -> None:
+    r = eventstore.JetStreamApplicationRecorder(store)
+    app = store.layout.app
+
+    async def watch() -> tuple[list[str], list[str]]:
+        nc = await nats.connect(store.conn.url)
+        acme: list[str] = []
+        globex: list[str] = []
+
+        async def on_acme(m: Msg) -> None:
+            acme.append(m.subject)
+
+        async def on_globex(m: Msg) -> None:
+            globex.append(m.subject)
+
+        await nc.subscribe(f"es.acme.{app}.*", cb=on_acme)
+        await nc.subscribe("es.globex.>", cb=on_globex)
+        await nc.flush()
+        return acme, globex
+
+    acme, globex = asyncio.run_coroutine_threadsafe(watch(), store.conn.loop).result(5)
+    agg = uuid.uuid4()
+    r.insert_events([ev(agg, 1)], tenant_id="acme")
+    r.insert_events([ev(agg, 2)], tenant_id="acme")
+    deadline = time.monotonic() + 5
+    while len(acme) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert acme == [f"es.acme.{app}.{agg}"] * 2
+    assert globex == []
+    with pytest.raises(TenantMismatchError):
+        r.insert_events([ev(agg, 3)], tenant_id="globex")
+    with pytest.raises(ValueError):
+        r.insert_events([ev(uuid.uuid4(), 1)], tenant_id="acme.corp")
+
+
+def test_process_recorder_commits_events_and_tracking_together(store: JetStreamStore) -> None:
+    r = eventstore.JetStreamProcessRecorder(store)
+    a = uuid.uuid4()
+    r.insert_events([ev(a, 1), ev(a, 2)], tracking=Tracking("upstream", 7))
+    with pytest.raises(IntegrityError):
+        r.insert_events([ev(uuid.uuid4(), 1)], tracking=Tracking("upstream", 7))
+    assert r.max_tracking_id("upstream") == 7
+    assert [n.id for n in r.select_notifications(None, 10)] == [1, 2]
+
+
+def test_an_undecodable_message_stops_readers_at_its_sequence_until_skipped(store: JetStreamStore) -> None:
+    r = eventstore.JetStreamApplicationRecorder(store)
+    good = uuid.uuid4()
+    r.insert_events([ev(good, 1)])
+
+    async def write_garbage() -> None:
+        await store.conn.js.publish(f"es.acme.{store.layout.app}.{uuid.uuid4()}", b"\xc1not msgpack")
+
+    store.conn.run(write_garbage())
+    r.insert_events([ev(good, 2)])
+
+    # A page that reaches the bad message hands over what precedes it...
+    assert [n.id for n in r.select_notifications(None, 10)] == [1]
+    # ...and the next read, starting there, says which message and why.
+    with pytest.raises(UndecodableEventError) as raised:
+        r.select_notifications(2, 10)
+    assert raised.value.seq == 2
+    assert "es.acme." in raised.value.subject
+
+    with r.subscribe(gt=None) as subscription:
+        assert next(subscription).id == 1
+        with pytest.raises(UndecodableEventError) as raised_live:
+            next(subscription)
+        assert raised_live.value.seq == 2
+
+    store.conn.run(store.skip(2, reason="test garbage", by="operator"))
+    assert [n.id for n in r.select_notifications(None, 10)] == [1, 3]
+    with r.subscribe(gt=None) as subscription:
+        assert [next(subscription).id, next(subscription).id] == [1, 3]
+
+
+def test_reads_and_writes_keep_going_when_the_server_restarts(tmp_path: Path) -> None:
+    from deploy.natsserver import NatsServer
+
+    server = NatsServer(tmp_path / "nats")
+    server.start()
+    conn = connection.NatsConnection(server.url)
+    try:
+        s = JetStreamStore(conn, StreamLayout("restart"))
+        conn.run(s.ensure_stream())
+        r = eventstore.JetStreamApplicationRecorder(s)
+        agg = uuid.uuid4()
+        r.insert_events([ev(agg, 1)])
+        server.stop()
+        server.start()  # same port, same data
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                r.insert_events([ev(agg, 2)])
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        assert [e.originator_version for e in r.select_events(agg)] == [1, 2]
+    finally:
+        conn.close()
+        server.stop()
