@@ -19,6 +19,7 @@ import sysconfig
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 # "always": every acknowledged append is fsynced before the ack (see README, Durability).
 DEFAULT_SYNC_INTERVAL = "always"
@@ -124,7 +125,11 @@ class NatsServer:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             cmdline = b""
-        if pid_alive(pid) and b"nats-server" in cmdline and str(self.config_file).encode() in cmdline:
+        if (
+            pid_alive(pid)
+            and b"nats-server" in cmdline
+            and str(self.config_file).encode() in cmdline
+        ):
             os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + 10
             while pid_alive(pid) and time.monotonic() < deadline:
@@ -156,8 +161,9 @@ class NatsServer:
                 raise NatsServerError(
                     f"nats-server exited with {self.process.returncode}; see {self.log_file}"
                 )
-            with contextlib.suppress(OSError), socket.create_connection(
-                (self.host, self.port), timeout=0.2
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection((self.host, self.port), timeout=0.2),
             ):
                 return
             time.sleep(0.05)
@@ -185,7 +191,7 @@ class NatsServer:
             self.process.wait()
             self.process = None
 
-    def __enter__(self) -> NatsServer:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

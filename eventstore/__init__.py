@@ -84,7 +84,7 @@ class JetStreamFactory(InfrastructureFactory[TrackingRecorder]):
         super().__init__(env)
         url = self.env.get(self.NATS_URL)
         if not url:
-            raise EnvironmentError("eventstore needs NATS_URL (e.g. nats://127.0.0.1:4222)")
+            raise OSError("eventstore needs NATS_URL (e.g. nats://127.0.0.1:4222)")
         if not self.env.get(self.TRANSCODER_TOPIC):
             self.env[self.TRANSCODER_TOPIC] = DEFAULT_TRANSCODER_TOPIC
         self.replicas = int(self.env.get(self.EVENTSTORE_REPLICAS, "1"))
@@ -105,7 +105,7 @@ class JetStreamFactory(InfrastructureFactory[TrackingRecorder]):
     def application_recorder(self) -> JetStreamApplicationRecorder:
         topic = self.env.get(self.APPLICATION_RECORDER_TOPIC)
         cls = resolve_topic(topic) if topic else JetStreamApplicationRecorder
-        return cls(self._store())  # type: ignore[no-any-return]
+        return cls(self._store())
 
     def tracking_recorder(
         self, tracking_recorder_class: type[TrackingRecorder] | None = None
@@ -114,12 +114,12 @@ class JetStreamFactory(InfrastructureFactory[TrackingRecorder]):
             topic = self.env.get(self.TRACKING_RECORDER_TOPIC)
             tracking_recorder_class = resolve_topic(topic) if topic else JetStreamTrackingRecorder
         cls: Any = tracking_recorder_class
-        return cls(self._store())  # type: ignore[no-any-return]
+        return cls(self._store())
 
     def process_recorder(self) -> JetStreamProcessRecorder:
         topic = self.env.get(self.PROCESS_RECORDER_TOPIC)
         cls = resolve_topic(topic) if topic else JetStreamProcessRecorder
-        return cls(self._store())  # type: ignore[no-any-return]
+        return cls(self._store())
 
     def close(self) -> None:
         if not self._closed:

@@ -14,6 +14,7 @@ methods of `eventstore.store.JetStreamStore` on this connection's loop.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -23,6 +24,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 _shared: dict[str, tuple[NatsConnection, int]] = {}
 _shared_lock = threading.Lock()
@@ -84,8 +86,8 @@ class NatsConnection:
             return
         try:
             self.run(self._shutdown(), timeout=15)
-        except Exception:  # noqa: BLE001 - closing must not fail on a dead connection
-            pass
+        except Exception as error:  # noqa: BLE001 - closing must not fail on a dead connection
+            log.debug("closing NATS connection to %s: %s", self.url, error)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=10)
         self.loop.close()

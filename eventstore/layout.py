@@ -8,7 +8,7 @@ application's notification id (totally ordered, never reused):
 | `ES_<APP>` | `es.<tenant>.<app>.<aggregate>` | domain events, one subject per aggregate |
 | | `trk.<app>.<upstream>` | tracking records of a process application |
 | | `ops.<app>.skip` | operator decisions to skip an undecodable message |
-| `SS_<APP>` | `ss.<tenant>.<app>.<aggregate>` | snapshots, the latest one per aggregate |
+| `SS_<APP>` | `ss.<tenant>.<app>.<aggregate>` | snapshots (when the application takes them) |
 
 - `<tenant>` is the tenant id, or `_` for system-wide aggregates (the operator's own).
 - `<app>` is the application name in lower case (`BankAccounts` → `bankaccounts`).
@@ -112,21 +112,12 @@ class StreamLayout:
         return subject.split(".", 2)[1]
 
     def stream_config(self, replicas: int = 1) -> StreamConfig:
-        if self.kind == "ss":
-            # Only the latest snapshot of an aggregate is worth keeping.
-            return StreamConfig(
-                name=self.stream,
-                subjects=[self.events_filter],
-                retention=RetentionPolicy.LIMITS,
-                storage=StorageType.FILE,
-                max_msgs_per_subject=1,
-                discard=DiscardPolicy.OLD,
-                num_replicas=replicas,
-                allow_direct=True,
-            )
+        subjects = [self.events_filter]
+        if self.kind == "es":
+            subjects += [f"trk.{self.app}.*", f"ops.{self.app}.*"]
         return StreamConfig(
             name=self.stream,
-            subjects=[self.events_filter, f"trk.{self.app}.*", f"ops.{self.app}.*"],
+            subjects=subjects,
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             # An event store never ages out or drops events: no limits, no discard.
@@ -139,7 +130,6 @@ class StreamLayout:
             allow_direct=True,
             allow_atomic=True,
             deny_delete=True,
-            deny_purge=False,
         )
 
 

@@ -39,7 +39,9 @@ class JetStreamAggregateRecorder(AggregateRecorder):
         self.store = store
         self.conn = store.conn
 
-    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
         self.conn.run(
             self.store.insert(
                 stored_events, tenant_id=kwargs.get("tenant_id"), tracking=kwargs.get("tracking")
@@ -64,7 +66,9 @@ class JetStreamAggregateRecorder(AggregateRecorder):
 class JetStreamApplicationRecorder(JetStreamAggregateRecorder, ApplicationRecorder):
     """Adds the application sequence: notification id = JetStream stream sequence."""
 
-    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
         return self.conn.run(
             self.store.insert(
                 stored_events, tenant_id=kwargs.get("tenant_id"), tracking=kwargs.get("tracking")
@@ -109,7 +113,9 @@ class JetStreamTrackingRecorder(TrackingRecorder):
         return self.conn.run(self.store.max_tracking_id(application_name))
 
 
-class JetStreamProcessRecorder(JetStreamTrackingRecorder, JetStreamApplicationRecorder, ProcessRecorder):
+class JetStreamProcessRecorder(
+    JetStreamTrackingRecorder, JetStreamApplicationRecorder, ProcessRecorder
+):
     """Events and their tracking record committed in one atomic batch."""
 
     def __init__(self, store: JetStreamStore) -> None:
@@ -127,7 +133,10 @@ class JetStreamSubscription(Subscription[JetStreamApplicationRecorder]):
     """
 
     def __init__(
-        self, recorder: JetStreamApplicationRecorder, gt: int | None = None, topics: Sequence[str] = ()
+        self,
+        recorder: JetStreamApplicationRecorder,
+        gt: int | None = None,
+        topics: Sequence[str] = (),
     ) -> None:
         super().__init__(recorder=recorder, gt=gt, topics=topics)
         self._store = recorder.store

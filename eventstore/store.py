@@ -17,8 +17,6 @@ from uuid import UUID
 
 import msgspec
 import nats.errors
-from nats.aio.msg import Msg
-from nats.js.errors import NotFoundError
 from eventsourcing.persistence import (
     DataError,
     IntegrityError,
@@ -28,6 +26,8 @@ from eventsourcing.persistence import (
     StoredEvent,
     Tracking,
 )
+from nats.aio.msg import Msg
+from nats.js.errors import NotFoundError
 
 from eventstore.connection import NatsConnection
 from eventstore.layout import (
@@ -182,7 +182,9 @@ class JetStreamStore:
             raise OperationalError(f"direct get on {self.layout.stream}: {status} {hdr}")
         return Stored(int(hdr["Nats-Sequence"]), hdr["Nats-Subject"], msg.data)
 
-    async def _get_batch(self, start: int, batch: int, subject_filter: str) -> tuple[list[Stored], int]:
+    async def _get_batch(
+        self, start: int, batch: int, subject_filter: str
+    ) -> tuple[list[Stored], int]:
         """Up to `batch` messages from `start` matching the filter, and how many remain."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[dict[str, str]] = loop.create_future()
@@ -246,7 +248,9 @@ class JetStreamStore:
             if last is None:
                 return []
             env = self._decode(last)
-            self._remember(token, Tail(env.originator_version, last.seq, self.layout.tenant_of(last.subject)))
+            self._remember(
+                token, Tail(env.originator_version, last.seq, self.layout.tenant_of(last.subject))
+            )
             if gt is not None and env.originator_version <= gt:
                 return []
             return [self._stored_event(env)]
@@ -254,12 +258,18 @@ class JetStreamStore:
         events = [self._decode(s) for s in stored]
         if stored:
             self._remember(
-                token, Tail(events[-1].originator_version, stored[-1].seq, self.layout.tenant_of(stored[-1].subject))
+                token,
+                Tail(
+                    events[-1].originator_version,
+                    stored[-1].seq,
+                    self.layout.tenant_of(stored[-1].subject),
+                ),
             )
         selected = [
             self._stored_event(e)
             for e in events
-            if (gt is None or e.originator_version > gt) and (lte is None or e.originator_version <= lte)
+            if (gt is None or e.originator_version > gt)
+            and (lte is None or e.originator_version <= lte)
         ]
         if desc:
             selected.reverse()
@@ -289,7 +299,9 @@ class JetStreamStore:
         result: list[Notification] = []
         while len(result) < limit:
             page, pending = await self._get_batch(
-                first, min(READ_PAGE, max(limit - len(result), 64 if wanted else 1)), self.layout.events_filter
+                first,
+                min(READ_PAGE, max(limit - len(result), 64 if wanted else 1)),
+                self.layout.events_filter,
             )
             for stored in page:
                 if stop is not None and stored.seq > stop:
@@ -362,7 +374,9 @@ class JetStreamStore:
         try:
             notification_id = msgspec.msgpack.decode(stored.data, type=int)
         except msgspec.MsgspecError as e:
-            raise UndecodableEventError(self.layout.stream, stored.seq, stored.subject, str(e)) from None
+            raise UndecodableEventError(
+                self.layout.stream, stored.seq, stored.subject, str(e)
+            ) from None
         return notification_id, stored.seq
 
     # ---------------------------------------------------------------- appends
@@ -399,7 +413,10 @@ class JetStreamStore:
             token = aggregate_token(event.originator_id)
             tokens.append(token)
             indexes = groups.setdefault(token, [])
-            if indexes and event.originator_version <= stored_events[indexes[-1]].originator_version:
+            if (
+                indexes
+                and event.originator_version <= stored_events[indexes[-1]].originator_version
+            ):
                 raise IntegrityError(
                     f"versions of {event.originator_id} must increase within one save"
                 )
@@ -453,7 +470,8 @@ class JetStreamStore:
                 for token, indexes in groups.items():
                     last = indexes[-1]
                     self._remember(
-                        token, Tail(stored_events[last].originator_version, first_seq + last, tenant)
+                        token,
+                        Tail(stored_events[last].originator_version, first_seq + last, tenant),
                     )
                 if tracking is not None:
                     self._tracking[tracking.application_name] = (tracking.notification_id, ack.seq)
@@ -505,7 +523,9 @@ class JetStreamStore:
                 expected[token] = 0
                 continue
             if tail.version >= event.originator_version:
-                raise IntegrityError(f"{event.originator_id} already has version {event.originator_version}")
+                raise IntegrityError(
+                    f"{event.originator_id} already has version {event.originator_version}"
+                )
             if tail.tenant != tenant:
                 raise TenantMismatchError(
                     f"{event.originator_id} belongs to tenant {tail.tenant!r}, not {tenant!r}"
@@ -531,7 +551,9 @@ class JetStreamStore:
 
     async def _publish_one(self, subject: str, payload: bytes, headers: dict[str, str]) -> PubAck:
         try:
-            reply = await self.conn.nc.request(subject, payload, timeout=PUBLISH_TIMEOUT, headers=headers)
+            reply = await self.conn.nc.request(
+                subject, payload, timeout=PUBLISH_TIMEOUT, headers=headers
+            )
         except nats.errors.NoRespondersError:
             raise OperationalError(f"stream {self.layout.stream} does not exist") from None
         except nats.errors.TimeoutError:

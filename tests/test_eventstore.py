@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import nats
-from nats.aio.msg import Msg
 import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking
+from nats.aio.msg import Msg
 
 import eventstore
 from eventstore import connection
@@ -32,7 +32,9 @@ def store(nats_url: str) -> Iterator[JetStreamStore]:
     connection.release(conn)
 
 
-def ev(originator_id: uuid.UUID, version: int, topic: str = "t", state: bytes = b"{}") -> StoredEvent:
+def ev(
+    originator_id: uuid.UUID, version: int, topic: str = "t", state: bytes = b"{}"
+) -> StoredEvent:
     return StoredEvent(originator_id, version, topic, state)
 
 
@@ -52,7 +54,13 @@ def test_two_writers_saving_the_same_version_exactly_one_wins(nats_url: str) -> 
             barrier = threading.Barrier(2)
             outcomes: list[str] = []
 
-            def write(r: eventstore.JetStreamApplicationRecorder, state: bytes) -> None:
+            def write(
+                r: eventstore.JetStreamApplicationRecorder,
+                state: bytes,
+                agg: uuid.UUID = agg,
+                barrier: threading.Barrier = barrier,
+                outcomes: list[str] = outcomes,
+            ) -> None:
                 barrier.wait()
                 try:
                     r.insert_events([ev(agg, 2, state=state)])
@@ -103,7 +111,9 @@ def test_a_failed_multi_event_save_stores_none_of_its_events(store: JetStreamSto
     assert r.max_notification_id() == 1
 
 
-def test_a_save_is_atomic_even_if_the_process_dies_mid_save(store: JetStreamStore, tmp_path: Path) -> None:
+def test_a_save_is_atomic_even_if_the_process_dies_mid_save(
+    store: JetStreamStore, tmp_path: Path
+) -> None:
     agg = uuid.uuid4()
     script = tmp_path / "die_mid_save.py"
     # The real insert path, killed by SIGKILL just before it would send the commit.
@@ -129,7 +139,9 @@ def test_a_save_is_atomic_even_if_the_process_dies_mid_save(store: JetStreamStor
             """
         )
     )
-    proc = subprocess.run([sys.executable, str(script)], cwd=Path(__file__).parent.parent, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(script)], cwd=Path(__file__).parent.parent, timeout=60, check=False
+    )
     assert proc.returncode == -9
     r = eventstore.JetStreamApplicationRecorder(store)
     assert r.select_events(agg) == []
@@ -141,7 +153,9 @@ def test_a_save_is_atomic_even_if_the_process_dies_mid_save(store: JetStreamStor
     assert r.max_notification_id() == 1
 
 
-def test_concurrent_saves_of_many_aggregates_all_land_with_unique_ids(store: JetStreamStore) -> None:
+def test_concurrent_saves_of_many_aggregates_all_land_with_unique_ids(
+    store: JetStreamStore,
+) -> None:
     r = eventstore.JetStreamApplicationRecorder(store)
     ids: list[int] = []
     lock = threading.Lock()
@@ -206,13 +220,17 @@ def test_process_recorder_commits_events_and_tracking_together(store: JetStreamS
     assert [n.id for n in r.select_notifications(None, 10)] == [1, 2]
 
 
-def test_an_undecodable_message_stops_readers_at_its_sequence_until_skipped(store: JetStreamStore) -> None:
+def test_an_undecodable_message_stops_readers_at_its_sequence_until_skipped(
+    store: JetStreamStore,
+) -> None:
     r = eventstore.JetStreamApplicationRecorder(store)
     good = uuid.uuid4()
     r.insert_events([ev(good, 1)])
 
     async def write_garbage() -> None:
-        await store.conn.js.publish(f"es.acme.{store.layout.app}.{uuid.uuid4()}", b"\xc1not msgpack")
+        await store.conn.js.publish(
+            f"es.acme.{store.layout.app}.{uuid.uuid4()}", b"\xc1not msgpack"
+        )
 
     store.conn.run(write_garbage())
     r.insert_events([ev(good, 2)])
