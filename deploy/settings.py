@@ -1,0 +1,77 @@
+"""Settings of a cloudcc process, and the one place environment variables are read.
+
+Every other module receives a `Settings` (usually through the runtime) instead of looking
+at `os.environ`, so what a process was configured with is visible in one object and tests
+can build settings from a plain dict.
+
+| field           | environment          | default                                   |
+|-----------------|----------------------|-------------------------------------------|
+| `data_dir`      | `CLOUDCC_DATA`       | `./var`, made absolute                    |
+| `nats_url`      | `NATS_URL`           | unset: start an embedded nats-server      |
+| `http_host`     | `CLOUDCC_HOST`       | `127.0.0.1`                               |
+| `http_port`     | `CLOUDCC_PORT`       | `8000`                                    |
+| `sync_interval` | `CLOUDCC_NATS_SYNC`  | `always` (fsync every append before ack)  |
+| `replicas`      | `CLOUDCC_REPLICAS`   | `1`; set `3` when `NATS_URL` is a cluster |
+| `demo`          | (`cloudcc up --demo`)| `False`                                   |
+
+`NATS_URL` may list several servers separated by commas (`nats://a:4222,nats://b:4222`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """An environment variable or option holds a value cloudcc cannot use."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    data_dir: Path
+    nats_url: str | None = None
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    sync_interval: str = "always"
+    replicas: int = 1
+    demo: bool = False
+
+    @property
+    def embedded(self) -> bool:
+        """True when this process starts its own nats-server."""
+        return self.nats_url is None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ, **overrides: Any) -> Settings:
+        """Read settings from `env`; keyword arguments (command-line options) win."""
+        values: dict[str, Any] = {
+            "data_dir": env.get("CLOUDCC_DATA") or "./var",
+            # An empty NATS_URL (e.g. `NATS_URL= cloudcc up`) means embedded, like unset.
+            "nats_url": env.get("NATS_URL") or None,
+            "http_host": env.get("CLOUDCC_HOST") or "127.0.0.1",
+            "http_port": _int(env, "CLOUDCC_PORT", 8000),
+            "sync_interval": env.get("CLOUDCC_NATS_SYNC") or "always",
+            "replicas": _int(env, "CLOUDCC_REPLICAS", 1),
+        }
+        values.update(overrides)
+        values["data_dir"] = Path(values["data_dir"]).expanduser().resolve()
+        settings = cls(**values)
+        if not 0 <= settings.http_port <= 65535:
+            raise SettingsError(f"HTTP port {settings.http_port} is not in 0..65535")
+        if settings.replicas < 1:
+            raise SettingsError(f"CLOUDCC_REPLICAS must be at least 1, not {settings.replicas}")
+        return settings
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
