@@ -1,0 +1,57 @@
+"""What `cloudcc up` runs besides NATS and HTTP: the domain applications, the projections
+and their APIs. The runtime calls `register_services` before it starts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from domain.asyncapp import AsyncRunner
+from domain.customers import Customers
+from projections.customers import CustomersReadModel
+from projections.service import ProjectionService
+from web.api.customers import customers_router
+
+
+class DomainService:
+    """Builds the eventsourcing applications on the event store once NATS is up."""
+
+    name = "domain"
+
+    def __init__(self, readmodels_dir: Any) -> None:
+        self.runner = AsyncRunner()
+        self.customers_read = CustomersReadModel(readmodels_dir / "customers.sqlite")
+        self._customers: Customers | None = None
+
+    @property
+    def customers(self) -> Customers:
+        if self._customers is None:
+            raise RuntimeError("the domain service has not started")
+        return self._customers
+
+    async def start(self, runtime: Any) -> None:
+        env = {
+            "PERSISTENCE_MODULE": "eventstore",
+            "NATS_URL": runtime.nats_url,
+            "EVENTSTORE_REPLICAS": str(runtime.settings.replicas),
+        }
+        # Building an application connects and creates its stream: keep it off the loop.
+        self._customers = await self.runner(Customers, env=env)
+
+    async def stop(self) -> None:
+        if self._customers is not None:
+            self._customers.close()
+            self._customers = None
+        self.runner.close()
+
+    def health(self) -> dict[str, Any]:
+        return {"state": "running" if self._customers else "stopped", "error": None}
+
+
+def register_services(runtime: Any) -> None:
+    domain = DomainService(runtime.settings.data_dir / "readmodels")
+    runtime.add_service(domain)
+    runtime.add_service(
+        ProjectionService(lambda: domain.customers, Customers.name, domain.customers_read)
+    )
+    runtime.add_route_handlers(customers_router(domain))

@@ -1,0 +1,54 @@
+"""What every tenant-owned aggregate and application shares."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import Recording
+
+
+class DomainError(Exception):
+    """A command refused by the domain; mapped once to HTTP 4xx or an error event."""
+
+
+class NotFound(DomainError):
+    """No such aggregate for this tenant (another tenant's id is not found either)."""
+
+
+class CrossTenantSave(DomainError):
+    """One save held aggregates of several tenants: a bug, never a user's doing."""
+
+
+class TenantAggregate(Aggregate):
+    """An aggregate that belongs to exactly one tenant for its whole life."""
+
+    tenant_id: str
+
+
+class TenantApplication(Application[UUID]):
+    """Saves each aggregate's events under its tenant's subjects in the event store.
+
+    The tenant is taken from the aggregates themselves, never from the caller, so an
+    aggregate cannot be appended to under another tenant by mistake.
+    """
+
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
+        tenants = {o.tenant_id for o in objs if isinstance(o, TenantAggregate)}
+        if len(tenants) > 1:
+            raise CrossTenantSave(f"one save may not span tenants {sorted(tenants)}")
+        if tenants:
+            kwargs["tenant_id"] = tenants.pop()
+        return super().save(*objs, **kwargs)
+
+    def get_owned(self, tenant_id: str, aggregate_id: UUID, cls: type[TenantAggregate]) -> Any:
+        """Load an aggregate, as NotFound unless it is of this type and this tenant."""
+        try:
+            aggregate: Aggregate = self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            raise NotFound(f"{cls.__name__} {aggregate_id} not found") from None
+        if not isinstance(aggregate, cls) or aggregate.tenant_id != tenant_id:
+            raise NotFound(f"{cls.__name__} {aggregate_id} not found")
+        return aggregate

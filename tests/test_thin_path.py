@@ -1,0 +1,181 @@
+"""One thin path through every layer: HTTP POST → command → events in JetStream →
+faststream subscriber → read model → HTTP GET, with the event loop never blocked."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import nats
+import pytest
+
+from deploy.natsserver import free_port
+from domain.asyncapp import AsyncRunner
+
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.fixture(scope="module")
+def instance(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    data = tmp_path_factory.mktemp("thin")
+    port = free_port()
+    env = {**os.environ, "CLOUDCC_DATA": str(data), "NATS_URL": nats_url}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deploy.cli", "up", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 30
+    for line in proc.stdout:
+        if "cloudcc is up:" in line:
+            break
+        assert time.monotonic() < deadline, "cloudcc up did not come up"
+    yield f"http://127.0.0.1:{port}"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0
+
+
+def wait_for(fetch, predicate, timeout: float = 10.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fetch()
+        if predicate(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(0.05)
+
+
+def test_a_posted_customer_reaches_the_read_model_through_the_event_store(
+    instance: str, nats_url: str
+) -> None:
+    with httpx.Client(base_url=instance, timeout=10) as http:
+        created = http.post(
+            "/api/v1/tenants/acme/customers",
+            json={"name": "Nguyễn Văn An", "identities": [{"kind": "phone", "value": "+84901234567"}]},
+        )
+        assert created.status_code == 201, created.text
+        cid = created.json()["id"]
+        shown = wait_for(
+            lambda: http.get(f"/api/v1/tenants/acme/customers/{cid}"), lambda r: r.status_code == 200
+        )
+        assert shown.json()["name"] == "Nguyễn Văn An"
+        assert shown.json()["identities"] == [["phone", "+84901234567"]]
+
+        assert http.patch(f"/api/v1/tenants/acme/customers/{cid}", json={"name": "An"}).status_code == 200
+        renamed = wait_for(
+            lambda: http.get(f"/api/v1/tenants/acme/customers/{cid}"), lambda r: r.json()["version"] == 2
+        )
+        assert renamed.json()["name"] == "An"
+
+        # Walled off: another tenant neither sees nor changes it.
+        assert http.get(f"/api/v1/tenants/globex/customers/{cid}").status_code == 404
+        assert http.get("/api/v1/tenants/globex/customers").json() == []
+        assert (
+            http.patch(f"/api/v1/tenants/globex/customers/{cid}", json={"name": "x"}).status_code == 404
+        )
+
+        health = http.get("/health").json()
+        assert health["nats"]["connected"] is True
+        assert health["projections"]["customers"]["lag"] == 0
+
+    # The events are really in JetStream, under the tenant's subject, in order.
+    async def read_stream() -> list[tuple[str, int]]:
+        nc = await nats.connect(nats_url)
+        js = nc.jetstream()
+        sub = await js.subscribe(f"es.acme.customers.{cid}", ordered_consumer=True)
+        got = [await sub.next_msg(timeout=5), await sub.next_msg(timeout=5)]
+        await nc.close()
+        return [(m.subject, m.metadata.sequence.stream) for m in got]
+
+    stored = asyncio.run(read_stream())
+    assert [s for s, _ in stored] == [f"es.acme.customers.{cid}"] * 2
+    assert stored[0][1] < stored[1][1]
+
+
+def test_bad_requests_get_4xx_with_a_reason(instance: str) -> None:
+    with httpx.Client(base_url=instance, timeout=10) as http:
+        empty = http.post("/api/v1/tenants/acme/customers", json={"name": "  "})
+        assert empty.status_code == 422 and "name" in empty.json()["detail"]
+        unknown = http.post("/api/v1/tenants/acme/customers", json={"nam": "x"})
+        assert unknown.status_code == 400
+        bad_tenant = http.post("/api/v1/tenants/ac.me/customers", json={"name": "x"})
+        assert bad_tenant.status_code == 400
+        not_json = http.post(
+            "/api/v1/tenants/acme/customers", content=b"{", headers={"content-type": "application/json"}
+        )
+        assert not_json.status_code == 400
+        bad_kind = http.post(
+            "/api/v1/tenants/acme/customers",
+            json={"name": "x", "identities": [{"kind": "fax", "value": "1"}]},
+        )
+        assert bad_kind.status_code == 422
+
+
+def test_the_loop_keeps_serving_while_many_commands_append(instance: str) -> None:
+    async def run() -> tuple[float, list[int]]:
+        async with httpx.AsyncClient(base_url=instance, timeout=30) as http:
+            posts = [
+                http.post("/api/v1/tenants/acme/customers", json={"name": f"c{i}"}) for i in range(100)
+            ]
+            started = time.perf_counter()
+            pending = asyncio.gather(*posts)
+            # /health answers from the same server loop while the appends are in flight.
+            await asyncio.sleep(0.01)
+            health = await http.get("/health")
+            health_ms = (time.perf_counter() - started) * 1000
+            assert health.status_code == 200
+            return health_ms, [r.status_code for r in await pending]
+
+    health_ms, codes = asyncio.run(run())
+    assert codes == [201] * 100
+    assert health_ms < 2000
+
+
+def test_the_async_runner_keeps_the_calling_loop_free() -> None:
+    async def run() -> float:
+        runner = AsyncRunner(max_workers=4)
+        stalls: list[float] = []
+
+        async def ticker() -> None:
+            last = time.perf_counter()
+            while True:
+                await asyncio.sleep(0.005)
+                now = time.perf_counter()
+                stalls.append(now - last)
+                last = now
+
+        tick = asyncio.create_task(ticker())
+        # Four blocking calls of 0.3 s each, as a slow append would be.
+        await asyncio.gather(*(runner(time.sleep, 0.3) for _ in range(4)))
+        tick.cancel()
+        runner.close()
+        return max(stalls)
+
+    assert asyncio.run(run()) < 0.1
+
+
+def test_calling_the_sync_store_on_its_own_loop_is_refused(nats_url: str) -> None:
+    from eventstore.connection import NatsConnection
+
+    conn = NatsConnection(nats_url)
+    try:
+
+        async def inside() -> None:
+            conn.run(asyncio.sleep(0))
+
+        with pytest.raises(RuntimeError, match="own loop"):
+            asyncio.run_coroutine_threadsafe(inside(), conn.loop).result(5)
+    finally:
+        conn.close()
+
+
