@@ -51,7 +51,13 @@ def register(subparsers: Subparsers) -> None:
     stop.set_defaults(func=_stop)
 
 
-COMMANDS: list[Callable[[Subparsers], None]] = [register]
+def _events(subparsers: Subparsers) -> None:
+    from deploy import events_cli
+
+    events_cli.register(subparsers)
+
+
+COMMANDS: list[Callable[[Subparsers], None]] = [register, _events]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
