@@ -82,6 +82,10 @@ class NatsServer:
     port: int = 0
     host: str = "127.0.0.1"
     sync_interval: str = DEFAULT_SYNC_INTERVAL
+    # Clustered: a server name, a port for routes and the other nodes' route URLs.
+    server_name: str | None = None
+    cluster_port: int = 0
+    routes: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
@@ -100,10 +104,14 @@ class NatsServer:
     def log_file(self) -> Path:
         return self.data_dir / "nats-server.log"
 
+    @property
+    def route_url(self) -> str:
+        return f"nats-route://{self.host}:{self.cluster_port}"
+
     def write_config(self) -> None:
         store = self.data_dir / "jetstream"
         store.mkdir(parents=True, exist_ok=True)
-        self.config_file.write_text(
+        text = (
             "# Written by cloudcc on every start; edit deploy/natsserver.py instead.\n"
             f"host: {self.host}\n"
             f"port: {self.port}\n"
@@ -114,6 +122,17 @@ class NatsServer:
             f"  sync_interval: {self.sync_interval}\n"
             "}\n"
         )
+        if self.server_name:
+            routes = ", ".join(f'"{r}"' for r in self.routes)
+            text += (
+                f"server_name: {self.server_name}\n"
+                "cluster {\n"
+                "  name: cloudcc\n"
+                f"  listen: {self.host}:{self.cluster_port}\n"
+                f"  routes: [{routes}]\n"
+                "}\n"
+            )
+        self.config_file.write_text(text)
 
     def stop_stale(self) -> None:
         """Stop a nats-server left behind by an earlier run on the same data directory."""
@@ -197,3 +216,21 @@ class NatsServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def local_cluster(data_dir: Path, size: int = 3) -> list[NatsServer]:
+    """`size` clustered servers on loopback (tests, and trying the scaled-out set-up)."""
+    ports = [(free_port(), free_port()) for _ in range(size)]
+    servers = []
+    for i, (port, cluster_port) in enumerate(ports):
+        others = tuple(f"nats-route://127.0.0.1:{c}" for j, (_, c) in enumerate(ports) if j != i)
+        servers.append(
+            NatsServer(
+                data_dir / f"n{i + 1}",
+                port=port,
+                server_name=f"n{i + 1}",
+                cluster_port=cluster_port,
+                routes=others,
+            )
+        )
+    return servers

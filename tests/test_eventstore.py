@@ -282,3 +282,35 @@ def test_reads_and_writes_keep_going_when_the_server_restarts(tmp_path: Path) ->
     finally:
         conn.close()
         server.stop()
+
+
+def test_an_acknowledged_append_survives_a_crash_of_nats_server(tmp_path: Path) -> None:
+    from deploy.natsserver import NatsServer
+
+    server = NatsServer(tmp_path / "nats")  # the embedded default: sync_interval always
+    server.start()
+    assert "sync_interval: always" in server.config_file.read_text()
+    conn = connection.NatsConnection(server.url)
+    try:
+        s = JetStreamStore(conn, StreamLayout("crash"))
+        conn.run(s.ensure_stream())
+        r = eventstore.JetStreamApplicationRecorder(s)
+        aggs = [uuid.uuid4() for _ in range(200)]
+        for agg in aggs:
+            r.insert_events([ev(agg, 1), ev(agg, 2)])
+        server.kill()  # SIGKILL: no flush, no goodbye
+        server.start()
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                notifications = r.select_notifications(None, 1000)
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        assert len(notifications) == 400
+        assert {n.originator_id for n in notifications} == set(aggs)
+    finally:
+        conn.close()
+        server.stop()

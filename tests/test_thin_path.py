@@ -61,19 +61,27 @@ def test_a_posted_customer_reaches_the_read_model_through_the_event_store(
     with httpx.Client(base_url=instance, timeout=10) as http:
         created = http.post(
             "/api/v1/tenants/acme/customers",
-            json={"name": "Nguyễn Văn An", "identities": [{"kind": "phone", "value": "+84901234567"}]},
+            json={
+                "name": "Nguyễn Văn An",
+                "identities": [{"kind": "phone", "value": "+84901234567"}],
+            },
         )
         assert created.status_code == 201, created.text
         cid = created.json()["id"]
         shown = wait_for(
-            lambda: http.get(f"/api/v1/tenants/acme/customers/{cid}"), lambda r: r.status_code == 200
+            lambda: http.get(f"/api/v1/tenants/acme/customers/{cid}"),
+            lambda r: r.status_code == 200,
         )
         assert shown.json()["name"] == "Nguyễn Văn An"
         assert shown.json()["identities"] == [["phone", "+84901234567"]]
 
-        assert http.patch(f"/api/v1/tenants/acme/customers/{cid}", json={"name": "An"}).status_code == 200
+        assert (
+            http.patch(f"/api/v1/tenants/acme/customers/{cid}", json={"name": "An"}).status_code
+            == 200
+        )
         renamed = wait_for(
-            lambda: http.get(f"/api/v1/tenants/acme/customers/{cid}"), lambda r: r.json()["version"] == 2
+            lambda: http.get(f"/api/v1/tenants/acme/customers/{cid}"),
+            lambda r: r.json()["version"] == 2,
         )
         assert renamed.json()["name"] == "An"
 
@@ -81,7 +89,8 @@ def test_a_posted_customer_reaches_the_read_model_through_the_event_store(
         assert http.get(f"/api/v1/tenants/globex/customers/{cid}").status_code == 404
         assert http.get("/api/v1/tenants/globex/customers").json() == []
         assert (
-            http.patch(f"/api/v1/tenants/globex/customers/{cid}", json={"name": "x"}).status_code == 404
+            http.patch(f"/api/v1/tenants/globex/customers/{cid}", json={"name": "x"}).status_code
+            == 404
         )
 
         health = http.get("/health").json()
@@ -111,7 +120,9 @@ def test_bad_requests_get_4xx_with_a_reason(instance: str) -> None:
         bad_tenant = http.post("/api/v1/tenants/ac.me/customers", json={"name": "x"})
         assert bad_tenant.status_code == 400
         not_json = http.post(
-            "/api/v1/tenants/acme/customers", content=b"{", headers={"content-type": "application/json"}
+            "/api/v1/tenants/acme/customers",
+            content=b"{",
+            headers={"content-type": "application/json"},
         )
         assert not_json.status_code == 400
         bad_kind = http.post(
@@ -125,7 +136,8 @@ def test_the_loop_keeps_serving_while_many_commands_append(instance: str) -> Non
     async def run() -> tuple[float, list[int]]:
         async with httpx.AsyncClient(base_url=instance, timeout=30) as http:
             posts = [
-                http.post("/api/v1/tenants/acme/customers", json={"name": f"c{i}"}) for i in range(100)
+                http.post("/api/v1/tenants/acme/customers", json={"name": f"c{i}"})
+                for i in range(100)
             ]
             started = time.perf_counter()
             pending = asyncio.gather(*posts)
@@ -177,5 +189,3 @@ def test_calling_the_sync_store_on_its_own_loop_is_refused(nats_url: str) -> Non
             asyncio.run_coroutine_threadsafe(inside(), conn.loop).result(5)
     finally:
         conn.close()
-
-
