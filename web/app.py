@@ -42,5 +42,11 @@ def create_app(
         route_handlers=[health, index, *extra_route_handlers],
         # The process (cloudcc up, a worker) configures logging, not the web app; but a
         # failing request must be logged with its traceback outside debug mode too.
-        logging_config=LoggingConfig(configure_root_logger=False, log_exceptions="always"),
+        logging_config=LoggingConfig(
+            configure_root_logger=False,
+            log_exceptions="always",
+            # A client's mistake is answered with a 4xx and a reason; a traceback in the
+            # log is kept for what really failed.
+            disable_stack_trace={400, 401, 403, 404, 405, 409, 413, 415, 422, 429},
+        ),
     )
