@@ -8,7 +8,9 @@ Both find NATS through `NATS_URL`, or through the instance running on `$CLOUDCC_
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from deploy.runtime import find_instance
@@ -38,41 +40,40 @@ def _nats_url(args: argparse.Namespace) -> str | None:
     return info["nats_url"] if info else None
 
 
-def _open(args: argparse.Namespace) -> Any:
+@contextlib.contextmanager
+def _message(args: argparse.Namespace) -> Iterator[tuple[Any, Any, str | None] | None]:
+    """(store, stored message, why it does not decode or None), or None when absent."""
     from eventstore import connection
     from eventstore.layout import StreamLayout
-    from eventstore.store import JetStreamStore
+    from eventstore.store import JetStreamStore, UndecodableEventError, decode_envelope
 
     url = _nats_url(args)
     if url is None:
         print("cloudcc: no NATS_URL and no cloudcc running on the data directory", file=sys.stderr)
-        return None
-    return JetStreamStore(connection.NatsConnection(url), StreamLayout(args.app))
-
-
-def _describe(store: Any, seq: int) -> tuple[Any, str | None]:
-    """The stored message and, if it does not decode, why."""
-    from eventstore.store import UndecodableEventError, decode_envelope
-
-    stored = store.conn.run(store.get_seq(seq))
-    if stored is None:
-        return None, None
+        yield None
+        return
+    store = JetStreamStore(connection.NatsConnection(url), StreamLayout(args.app))
     try:
-        decode_envelope(store.layout, stored.seq, stored.subject, stored.data)
-    except UndecodableEventError as error:
-        return stored, error.reason
-    return stored, None
+        stored = store.conn.run(store.get_seq(args.seq))
+        if stored is None:
+            print(f"{store.layout.stream} has no message {args.seq}", file=sys.stderr)
+            yield None
+            return
+        try:
+            decode_envelope(store.layout, stored.seq, stored.subject, stored.data)
+        except UndecodableEventError as error:
+            yield store, stored, error.reason
+        else:
+            yield store, stored, None
+    finally:
+        store.conn.close()
 
 
 def _show(args: argparse.Namespace) -> int:
-    store = _open(args)
-    if store is None:
-        return 1
-    try:
-        stored, problem = _describe(store, args.seq)
-        if stored is None:
-            print(f"{store.layout.stream} has no message {args.seq}", file=sys.stderr)
+    with _message(args) as found:
+        if found is None:
             return 1
+        store, stored, problem = found
         print(f"stream:  {store.layout.stream}\nseq:     {stored.seq}\nsubject: {stored.subject}")
         print(f"bytes:   {len(stored.data)}\nhead:    {stored.data[:120]!r}")
         if problem is None:
@@ -85,19 +86,13 @@ def _show(args: argparse.Namespace) -> int:
             print(f"decodes: NO — {problem}")
             print(f"skipped: {'yes: ' + skipped.reason if skipped else 'no'}")
         return 0
-    finally:
-        store.conn.close()
 
 
 def _skip(args: argparse.Namespace) -> int:
-    store = _open(args)
-    if store is None:
-        return 1
-    try:
-        stored, problem = _describe(store, args.seq)
-        if stored is None:
-            print(f"{store.layout.stream} has no message {args.seq}", file=sys.stderr)
+    with _message(args) as found:
+        if found is None:
             return 1
+        store, stored, problem = found
         if problem is None:
             print(f"message {args.seq} decodes; readers do not stop there", file=sys.stderr)
             return 1
@@ -105,5 +100,3 @@ def _skip(args: argparse.Namespace) -> int:
         print(f"recorded: readers of {store.layout.stream} pass message {args.seq}")
         print("restart the readers (cloudcc stop; cloudcc up) to resume at once")
         return 0
-    finally:
-        store.conn.close()

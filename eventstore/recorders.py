@@ -42,12 +42,15 @@ class JetStreamAggregateRecorder(AggregateRecorder):
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        self.conn.run(
+        self._insert(stored_events, **kwargs)
+        return None  # the contract: only application recorders return notification ids
+
+    def _insert(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> list[int]:
+        return self.conn.run(
             self.store.insert(
                 stored_events, tenant_id=kwargs.get("tenant_id"), tracking=kwargs.get("tracking")
             )
         )
-        return None
 
     def select_events(
         self,
@@ -69,11 +72,7 @@ class JetStreamApplicationRecorder(JetStreamAggregateRecorder, ApplicationRecord
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        return self.conn.run(
-            self.store.insert(
-                stored_events, tenant_id=kwargs.get("tenant_id"), tracking=kwargs.get("tracking")
-            )
-        )
+        return self._insert(stored_events, **kwargs)
 
     def select_notifications(
         self,
