@@ -44,8 +44,9 @@ def _nats_url(args: argparse.Namespace) -> str | None:
 def _message(args: argparse.Namespace) -> Iterator[tuple[Any, Any, str | None] | None]:
     """(store, stored message, why it does not decode or None), or None when absent."""
     from eventstore import connection
+    from eventstore.codec import UndecodableEventError, decode_envelope
     from eventstore.layout import StreamLayout
-    from eventstore.store import JetStreamStore, UndecodableEventError, decode_envelope
+    from eventstore.store import JetStreamStore
 
     url = _nats_url(args)
     if url is None:
@@ -77,7 +78,7 @@ def _show(args: argparse.Namespace) -> int:
         print(f"stream:  {store.layout.stream}\nseq:     {stored.seq}\nsubject: {stored.subject}")
         print(f"bytes:   {len(stored.data)}\nhead:    {stored.data[:120]!r}")
         if problem is None:
-            from eventstore.store import notification_from_message
+            from eventstore.codec import notification_from_message
 
             n = notification_from_message(store.layout, stored.seq, stored.subject, stored.data)
             print(f"decodes: yes — {n.topic} v{n.originator_version} of {n.originator_id}")

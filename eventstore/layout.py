@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from uuid import UUID
 
 import msgspec
@@ -79,13 +80,18 @@ class StreamLayout:
     app_name: str
     kind: str = "es"  # "es" for events, "ss" for snapshots
 
-    @property
+    @cached_property
     def app(self) -> str:
         return app_token(self.app_name)
 
-    @property
+    @cached_property
     def stream(self) -> str:
         return f"{self.kind.upper()}_{self.app.upper().replace('-', '_')}"
+
+    @cached_property
+    def event_prefix(self) -> str:
+        """What every event subject starts with (tracking and ops records do not)."""
+        return f"{self.kind}."
 
     def event_subject(self, tenant: str, aggregate: str) -> str:
         return f"{self.kind}.{tenant}.{self.app}.{aggregate}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import queue
+import logging
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -19,12 +19,12 @@ from eventsourcing.persistence import (
     Tracking,
     TrackingRecorder,
 )
-from nats.aio.msg import Msg
-from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from eventstore.store import JetStreamStore, UndecodableEventError, notification_from_message
+from eventstore.codec import UndecodableEventError
+from eventstore.reader import OrderedReader
+from eventstore.store import JetStreamStore
 
-_END = object()
+log = logging.getLogger(__name__)
 
 
 class JetStreamAggregateRecorder(AggregateRecorder):
@@ -124,12 +124,15 @@ class JetStreamProcessRecorder(
 class JetStreamSubscription(Subscription[JetStreamApplicationRecorder]):
     """Notifications after `gt`, then new ones as they are appended.
 
-    Backed by an ordered push consumer (no server-side state to clean up, gaps are
-    detected and the consumer recreated by nats-py). Messages cross from the NATS loop to
-    the reading thread through a bounded queue, so a slow reader slows delivery instead of
-    growing memory. An undecodable message that no operator has skipped is raised from
-    `__next__` with its sequence, and the subscription ends there.
+    An `OrderedReader` fills a deque on the NATS loop; `__next__` drains it from the
+    reading thread, sleeping only when it is empty, and wakes the reader up again once it
+    has caught up to `LOW_WATER` after a pause (see eventstore.reader). An undecodable
+    message that no operator has skipped is raised from `__next__` with its sequence,
+    and the subscription ends there.
     """
+
+    HIGH_WATER = 20_000
+    LOW_WATER = 5_000
 
     def __init__(
         self,
@@ -138,79 +141,62 @@ class JetStreamSubscription(Subscription[JetStreamApplicationRecorder]):
         topics: Sequence[str] = (),
     ) -> None:
         super().__init__(recorder=recorder, gt=gt, topics=topics)
-        self._store = recorder.store
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=10_000)
-        self._wanted = frozenset(topics)
-        self._failed = threading.Event()
-        self._sub: Any = None
-        self._sub = recorder.conn.run(self._start(gt or 0))
-
-    async def _start(self, gt: int) -> Any:
-        store = self._store
-        layout = store.layout
-        put = self._queue.put_nowait
-        wanted = self._wanted
-
-        async def deliver(item: object) -> None:
-            try:
-                put(item)
-            except queue.Full:
-                # Reader is behind: wait here, which holds back this consumer's delivery.
-                await asyncio.to_thread(self._queue.put, item)
-
-        async def on_msg(msg: Msg) -> None:
-            if self._has_been_stopped or self._failed.is_set():
-                return
-            # Reply subject: $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>...
-            seq = int(msg.reply.split(".")[5])
-            try:
-                notification = notification_from_message(layout, seq, msg.subject, msg.data)
-            except UndecodableEventError as error:
-                if await store.is_skipped(seq):
-                    return
-                self._failed.set()
-                await deliver(error)
-                return
-            if wanted and notification.topic not in wanted:
-                return
-            await deliver(notification)
-
-        return await store.conn.js.subscribe(
-            layout.events_filter,
-            stream=layout.stream,
-            cb=on_msg,
-            ordered_consumer=True,
-            config=ConsumerConfig(
-                deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=gt + 1
-            ),
-            pending_msgs_limit=20_000,
+        self._conn = recorder.conn
+        self._wakeup = threading.Event()
+        self._waiting = False
+        self._wake_scheduled = False
+        self._reader = OrderedReader(
+            recorder.store,
+            gt or 0,
+            topics=topics,
+            high_water=self.HIGH_WATER,
+            on_new=self._on_new,
         )
+        self._items = self._reader.items
+        self._conn.run(self._reader.start())
+
+    def _on_new(self) -> None:
+        # Wake the reader once per burst, not per message: the call runs when the loop
+        # has nothing more queued, so the reader then finds many notifications at once
+        # instead of trading the GIL with the loop for each one.
+        if self._waiting and not self._wake_scheduled:
+            self._wake_scheduled = True
+            self._conn.loop.call_soon(self._wake)
+
+    def _wake(self) -> None:
+        self._wake_scheduled = False
+        self._wakeup.set()
 
     def stop(self) -> None:
         if self._has_been_stopped:
             return
         super().stop()
-        sub, self._sub = self._sub, None
-        if sub is not None:
-            conn = self._store.conn
-            if conn.in_loop_thread:
-                asyncio.ensure_future(sub.unsubscribe())
-            elif not conn.loop.is_closed():
-                asyncio.run_coroutine_threadsafe(sub.unsubscribe(), conn.loop)
-        # Wake a reader blocked in __next__.
-        try:
-            self._queue.put_nowait(_END)
-        except queue.Full:
-            pass
+        self._reader.ended = True
+        if not self._conn.loop.is_closed():
+            if self._conn.in_loop_thread:
+                asyncio.ensure_future(self._reader.close())
+            else:
+                asyncio.run_coroutine_threadsafe(self._reader.close(), self._conn.loop)
+        self._wakeup.set()
 
     def __next__(self) -> Notification:
-        if self._has_been_stopped:
-            raise StopIteration
-        item = self._queue.get()
-        if item is _END or self._has_been_stopped:
-            raise StopIteration
-        if isinstance(item, UndecodableEventError):
-            self.stop()
-            raise item
-        assert isinstance(item, Notification)
-        return item
+        items = self._items
+        while True:
+            if self._has_been_stopped:
+                raise StopIteration
+            try:
+                item = items.popleft()
+            except IndexError:
+                # Clear, announce, re-check, then sleep: an append in between sets the flag.
+                self._wakeup.clear()
+                self._waiting = True
+                if not items and not self._has_been_stopped:
+                    self._wakeup.wait()
+                self._waiting = False
+                continue
+            if isinstance(item, UndecodableEventError):
+                self.stop()
+                raise item
+            if self._reader.paused and len(items) <= self.LOW_WATER:
+                self._conn.loop.call_soon_threadsafe(self._reader.resume)
+            return item

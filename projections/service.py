@@ -23,8 +23,8 @@ from faststream import AckPolicy
 from faststream.nats import JStream, NatsBroker, NatsMessage
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from eventstore.codec import UndecodableEventError, notification_from_message
 from eventstore.layout import StreamLayout
-from eventstore.store import UndecodableEventError, notification_from_message
 
 log = logging.getLogger(__name__)
 

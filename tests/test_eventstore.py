@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import nats
 import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking
@@ -127,13 +128,13 @@ def test_a_save_is_atomic_even_if_the_process_dies_mid_save(
             from eventstore.store import JetStreamStore
             conn = connection.NatsConnection({store.conn.url!r})
             store = JetStreamStore(conn, StreamLayout({store.layout.app_name!r}))
-            real_request = conn.nc.request
-            async def request(subject, payload=b"", timeout=0.5, old_style=False, headers=None):
+            real_request = conn.requests.request
+            async def request(subject, payload, *, headers, timeout):
                 if headers and headers.get("Nats-Batch-Commit"):
                     await conn.nc.flush()
                     os.kill(os.getpid(), signal.SIGKILL)
-                return await real_request(subject, payload, timeout=timeout, headers=headers)
-            conn.nc.request = request
+                return await real_request(subject, payload, headers=headers, timeout=timeout)
+            conn.requests.request = request
             agg = uuid.UUID({str(agg)!r})
             conn.run(store.insert([StoredEvent(agg, v, "t", b"x") for v in (1, 2, 3)]))
             """
@@ -314,3 +315,42 @@ def test_an_acknowledged_append_survives_a_crash_of_nats_server(tmp_path: Path) 
     finally:
         conn.close()
         server.stop()
+
+
+def test_a_slow_subscriber_pauses_delivery_and_loses_nothing(
+    store: JetStreamStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from eventstore.recorders import JetStreamSubscription
+
+    monkeypatch.setattr(JetStreamSubscription, "HIGH_WATER", 40)
+    monkeypatch.setattr(JetStreamSubscription, "LOW_WATER", 10)
+    r = eventstore.JetStreamProcessRecorder(store)
+    for i in range(1, 301):
+        # Tracking records interleave with events: the reader must pass over them.
+        r.insert_events([ev(uuid.uuid4(), 1)], tracking=Tracking("up", i) if i % 7 == 0 else None)
+    seen: list[int] = []
+    with r.subscribe(gt=None) as subscription:
+        for notification in subscription:
+            seen.append(notification.id)
+            if len(seen) % 25 == 0:
+                time.sleep(0.02)  # the reader is slower than delivery
+            assert len(subscription._items) <= 40
+            if len(seen) == 300:
+                break
+    ids = [n.id for n in r.select_notifications(None, 1000)]
+    assert len(ids) == 300
+    assert seen == ids
+
+
+def test_notifications_read_back_equal_the_library_s_own() -> None:
+    from eventsourcing.persistence import Notification
+
+    from eventstore.codec import notification_from_message
+    from eventstore.layout import envelope
+
+    agg = uuid.uuid4()
+    data = msgspec.msgpack.Encoder(uuid_format="bytes").encode(envelope(agg, 3, "t", b"s"))
+    got = notification_from_message(StreamLayout("x"), 9, "es._.x.y", data)
+    want = Notification(id=9, originator_id=agg, originator_version=3, topic="t", state=b"s")
+    assert got == want and hash(got) == hash(want) and repr(got) == repr(want)
+    assert isinstance(got, Notification)
