@@ -354,3 +354,43 @@ def test_notifications_read_back_equal_the_library_s_own() -> None:
     want = Notification(id=9, originator_id=agg, originator_version=3, topic="t", state=b"s")
     assert got == want and hash(got) == hash(want) and repr(got) == repr(want)
     assert isinstance(got, Notification)
+
+
+def test_long_pages_read_ahead_and_still_see_every_write(store: JetStreamStore) -> None:
+    # Pages of 256 or more go through a read-ahead cursor parked between calls.
+    r = eventstore.JetStreamProcessRecorder(store)
+    for i in range(1, 601):
+        topic = "odd" if i % 2 else "even"
+        r.insert_events(
+            [ev(uuid.uuid4(), 1, topic)], tracking=Tracking("up", i) if i % 5 == 0 else None
+        )
+    all_ids = [n.id for n in r.select_notifications(None, 10_000)]
+    assert len(all_ids) == 600
+
+    pages: list[int] = []
+    start = 0
+    while page := r.select_notifications(start, 256, inclusive_of_start=False):
+        pages += [n.id for n in page]
+        start = page[-1].id
+    assert pages == all_ids
+
+    # Read-your-writes: the parked cursor serves what was stored after it was parked.
+    r.insert_events([ev(uuid.uuid4(), 1, "odd")])
+    fresh = r.select_notifications(start, 256, inclusive_of_start=False)
+    assert [n.id for n in fresh] == [r.max_notification_id()]
+
+    assert [n.id for n in r.select_notifications(None, 300, stop=all_ids[9])] == all_ids[:10]
+    odd = r.select_notifications(None, 300, topics=["odd"])
+    assert len(odd) == 300 and {n.topic for n in odd} == {"odd"}
+
+
+def test_a_long_page_stops_before_an_undecodable_message(store: JetStreamStore) -> None:
+    r = eventstore.JetStreamApplicationRecorder(store)
+    for _ in range(5):
+        r.insert_events([ev(uuid.uuid4(), 1)])
+    store.conn.run(store.conn.js.publish(f"es._.{store.layout.app}.{uuid.uuid4()}", b"junk"))
+    r.insert_events([ev(uuid.uuid4(), 1)])
+    assert [n.id for n in r.select_notifications(None, 500)] == [1, 2, 3, 4, 5]
+    with pytest.raises(UndecodableEventError) as raised:
+        r.select_notifications(6, 500)
+    assert raised.value.seq == 6
