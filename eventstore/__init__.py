@@ -17,14 +17,16 @@ sequence, assigned by the server: totally ordered, never reused (a refused publi
 not consume a sequence).
 
 *Optimistic concurrency.* Each aggregate has one subject. Its first message in a save
-carries `Nats-Expected-Last-Subject-Sequence: <seq>` with
-`Nats-Expected-Last-Subject-Sequence-Subject: es.*.<app>.<aggregate>` — the server appends
-only if the last message on any subject of that aggregate (any tenant) is still `<seq>`,
-checked under the stream's lock. Of two writers that read the same version, exactly one
-matches; the other gets error 10071, which becomes eventsourcing's `IntegrityError` once
-a fresh read confirms the version is taken. The store remembers each aggregate's last
-(version, sequence) from its own reads and writes, so a save after a load costs one round
-trip; a first version is sent expecting "no message yet" without a lookup.
+carries `Nats-Expected-Last-Subject-Sequence: <seq>` — the server appends only if the last
+message on that subject is still `<seq>`, checked under the stream's lock. Of two writers
+that read the same version, exactly one matches; the other gets error 10071, which
+becomes eventsourcing's `IntegrityError` once a fresh read confirms the version is taken.
+A creation (`<seq>` 0) also carries `Nats-Expected-Last-Subject-Sequence-Subject:
+es.*.<app>.<aggregate>`, so an aggregate id can exist under one tenant only; later saves
+learn the aggregate's tenant from the store and are refused (`TenantMismatchError`) under
+another. The store remembers each aggregate's last (version, sequence) from its own reads
+and writes, so a save after a load costs one round trip; a first version is sent
+expecting "no message yet" without a lookup.
 
 *Atomic saves.* A save of one message is one publish. A save of several events (and a
 process application's tracking record) is a JetStream atomic batch (ADR-50; server 2.12+,

@@ -16,11 +16,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import nats.errors
-from nats.aio.client import NATS_HDR_LINE_SIZE, Client
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
@@ -32,16 +32,20 @@ _shared_lock = threading.Lock()
 
 
 class FastClient(Client):
-    """nats-py's client with cheaper header handling on the event store's read paths.
+    """nats-py's client with cheaper handling of the event store's reads.
 
-    Every stored event keeps the two expected-sequence headers its append carried, and
-    nats-py 2.16 parses header names with a per-character loop: over a third of the loop's
-    time when reading. This parser gives the same result (ASCII names without whitespace,
-    UTF-8 values with replacement), and a subscription marked `headerless` skips parsing a
-    data message's headers altogether; status lines (flow control, heartbeats, 404/503) are
-    always parsed, since nats-py's JetStream logic depends on them. Both hooks are private
-    nats-py API, which is why pyproject pins nats-py to 2.16.x.
+    Every stored event keeps the expected-sequence header its append carried, and nats-py
+    2.16 parses header names with a per-character loop: over a third of the loop's time
+    when reading. This parser gives the same result (ASCII names without whitespace, UTF-8
+    values with replacement). And a subscription registered in `direct_handlers` gets its
+    frames handed over as they are read — subject, reply, payload, raw headers — with no
+    `Msg`, no header parsing and no pending queue (see eventstore.reader). Both hooks are
+    private nats-py API, which is why pyproject pins nats-py to 2.16.x.
     """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.direct_handlers: dict[int, Callable[[str, str, bytes, bytes], None]] = {}
 
     @staticmethod
     def _parse_header_lines(raw: bytes) -> dict[str, str]:
@@ -57,11 +61,11 @@ class FastClient(Client):
     async def _process_msg(
         self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes
     ) -> None:
-        if headers and len(headers) > NATS_HDR_LINE_SIZE and headers[NATS_HDR_LINE_SIZE] != 32:
-            sub = self._subs.get(sid)
-            if sub is not None and getattr(sub, "headerless", False):
-                headers = b""
-        await super()._process_msg(sid, subject, reply, data, headers)
+        handler = self.direct_handlers.get(sid)
+        if handler is None:
+            await super()._process_msg(sid, subject, reply, data, headers)
+            return
+        handler(subject.decode(), reply.decode(), data, headers)
 
 
 class Requests:

@@ -538,13 +538,16 @@ class JetStreamStore:
             for i, (subject, payload) in enumerate(zip(subjects, payloads, strict=True)):
                 headers: dict[str, str] = {}
                 if i in first_of:
-                    headers = {
-                        "Nats-Expected-Last-Subject-Sequence": str(expected[tokens[i]]),
-                        # Any tenant: an aggregate id is one sequence, whoever saved it.
-                        "Nats-Expected-Last-Subject-Sequence-Subject": self.layout.aggregate_filter(
-                            tokens[i]
-                        ),
-                    }
+                    last = expected[tokens[i]]
+                    headers = {"Nats-Expected-Last-Subject-Sequence": str(last)}
+                    if last == 0:
+                        # Creating: no message of this aggregate under any tenant, so an
+                        # id lives under one tenant only. Later appends check their own
+                        # subject, which is then the aggregate's only one (and the
+                        # header, stored with every event, stays short).
+                        headers["Nats-Expected-Last-Subject-Sequence-Subject"] = (
+                            self.layout.aggregate_filter(tokens[i])
+                        )
                 messages.append((subject, payload, headers))
             if tracking is not None:
                 messages.append(

@@ -394,3 +394,72 @@ def test_a_long_page_stops_before_an_undecodable_message(store: JetStreamStore) 
     with pytest.raises(UndecodableEventError) as raised:
         r.select_notifications(6, 500)
     assert raised.value.seq == 6
+
+
+def test_a_long_read_answers_flow_control_and_never_stalls(
+    store: JetStreamStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from eventstore import reader
+
+    statuses: list[bool] = []
+    restarts: list[str] = []
+    on_status, restart = reader.OrderedReader._on_status, reader.OrderedReader._restart
+
+    def count_status(self: reader.OrderedReader, reply: str, headers: bytes) -> None:
+        statuses.append(bool(reply))  # a flow-control request carries a reply subject
+        on_status(self, reply, headers)
+
+    def count_restart(self: reader.OrderedReader, why: str) -> None:
+        restarts.append(why)
+        restart(self, why)
+
+    monkeypatch.setattr(reader.OrderedReader, "_on_status", count_status)
+    monkeypatch.setattr(reader.OrderedReader, "_restart", count_restart)
+
+    async def fill() -> None:
+        for _ in range(40):
+            await asyncio.gather(
+                *(store.insert([ev(uuid.uuid4(), 1, state=b"x" * 400)]) for _ in range(500))
+            )
+
+    store.conn.run(fill(), timeout=120)
+    r = eventstore.JetStreamApplicationRecorder(store)
+    with r.subscribe(gt=None) as subscription:
+        ids = [next(subscription).id for _ in range(20_000)]
+    assert ids == list(range(1, 20_001))
+    assert any(statuses), "the server asked for flow control and was answered"
+    assert restarts == []
+
+
+def test_a_subscription_carries_on_after_the_server_restarts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deploy.natsserver import NatsServer
+    from eventstore import reader
+
+    monkeypatch.setattr(reader, "HEARTBEAT", 0.5)  # notice the silence within 1.5 s
+    server = NatsServer(tmp_path / "nats")
+    server.start()
+    conn = connection.NatsConnection(server.url)
+    try:
+        s = JetStreamStore(conn, StreamLayout("resub"))
+        conn.run(s.ensure_stream())
+        r = eventstore.JetStreamApplicationRecorder(s)
+        r.insert_events([ev(uuid.uuid4(), 1)])
+        with r.subscribe(gt=None) as subscription:
+            assert next(subscription).id == 1
+            server.stop()
+            server.start()
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    r.insert_events([ev(uuid.uuid4(), 1)])
+                    break
+                except Exception:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
+            assert next(subscription).id == 2
+    finally:
+        conn.close()
+        server.stop()
