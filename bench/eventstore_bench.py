@@ -1,6 +1,7 @@
 """Throughput of the JetStream event store against raw nats-py and eventsourcing's SQLite.
 
-Run: `python bench/eventstore_bench.py [--events N] [--sync always|2m] [--window W] [--json]`
+Run: `python bench/eventstore_bench.py [--events N] [--read-events M] [--sync always|2m]
+[--window W] [--json]`
 
 One run starts one nats-server of its own (temporary directory, random port, JetStream
 `sync_interval` from `--sync`; "always", the default, is what the embedded product ships:
@@ -9,7 +10,9 @@ nats-py client, as the product uses). Every stored event carries the same ~200 B
 msgpack'd dict with a UUID, a datetime and a few strings); the raw publishes send the
 store's own envelope of such an event, so both put the same bytes (~290 B) on the wire.
 
-What each line measures (N messages or events each; untimed warm-up before each phase):
+What each line measures (N messages or events per append line, M per read line: reads are
+~20x faster, so they get more to last long enough to be more than noise; untimed warm-up
+before each phase; both read streams are topped up to M untimed, as their phases wrote):
 
 raw: nats-py on a plain R1 file stream, no store code
   raw_acked           `await js.publish` in a loop, one in flight (8 subjects).
@@ -92,6 +95,7 @@ from eventstore.store import JetStreamStore
 T = TypeVar("T")
 
 DEFAULT_EVENTS = 8000
+DEFAULT_READ_EVENTS = 40_000
 DEFAULT_WINDOW = 512
 THREADS = 12
 SEQUENTIAL_AGGREGATES = 8
@@ -158,8 +162,13 @@ class Result:
 class Bench:
     """Runs the phases against one server and one connection; collects `Result`s."""
 
-    def __init__(self, url: str, tmp: Path, n: int, window: int, progress: bool) -> None:
+    def __init__(
+        self, url: str, tmp: Path, n: int, window: int, progress: bool, read_n: int = 0
+    ) -> None:
         self.n = n
+        # Reads are ~20x faster than fsynced appends: they get more events, so that a read
+        # line lasts long enough (~0.5 s) to be more than noise.
+        self.read_n = max(read_n, n)
         self.window = window
         self.tmp = tmp
         self.progress = progress
@@ -282,8 +291,34 @@ class Bench:
             self.on_loop(phase(WARMUP))
             self.timed(name, "raw append", what, n, run(phase))
 
+    def fill_reads(self) -> None:
+        """Top up both read streams to `read_n` messages (untimed), as their phases wrote."""
+        m, w = self.read_n, self.window
+        store, _ = self.new_store(STORE_READ_APP)
+        have = self.on_loop(store.max_notification_id()) or 0
+        # Like (b): W aggregates, each created once and then given new versions.
+        fresh = round_robin([uuid.uuid4() for _ in range(w)], max(m - have, 0), 1)
+
+        async def store_windows() -> None:
+            for start in range(0, len(fresh), w):
+                await asyncio.gather(*(store.insert([e]) for e in fresh[start : start + w]))
+
+        self.on_loop(store_windows())
+        js = self.raw_nc.jetstream()
+        have = self.on_loop(js.stream_info(RAW_STREAM)).state.messages
+        subjects = [f"raw._.bench.{uuid.uuid4()}" for _ in range(w)]
+
+        async def raw_windows(count: int) -> None:
+            for start in range(0, count, w):
+                stop = min(start + w, count)
+                await asyncio.gather(
+                    *(js.publish(subjects[i % w], self.payload) for i in range(start, stop))
+                )
+
+        self.on_loop(raw_windows(max(m - have, 0)))
+
     def raw_read(self) -> None:
-        n = self.n
+        n = self.read_n
 
         async def read(subject: str, stream: str) -> None:
             done = asyncio.get_running_loop().create_future()
@@ -426,8 +461,8 @@ class Bench:
             raise RuntimeError(f"threaded appends failed: {errors[0]!r}")
 
     def store_reads(self) -> None:
-        n = self.n
-        # Read what (b) wrote: n + window events, written concurrently as on a busy stream.
+        n = self.read_n
+        # Read what (b) and fill_reads wrote, concurrently as on a busy stream.
         _, recorder = self.new_store(STORE_READ_APP)
 
         def paging() -> None:
@@ -493,6 +528,7 @@ class Bench:
         (self.tmp / "sqlite").mkdir()
         self.raw()
         self.store_appends()
+        self.fill_reads()
         self.raw_read()
         self.store_reads()
         self.sqlite()
@@ -555,7 +591,8 @@ def ratios(results: dict[str, Result]) -> dict[str, dict[str, Any]]:
 
 def print_table(info: dict[str, Any], bench: Bench, elapsed: float) -> None:
     print(
-        f"eventstore bench: N={bench.n} per line, window {bench.window}, {THREADS} threads, "
+        f"eventstore bench: N={bench.n} per append line, {bench.read_n} per read line, "
+        f"window {bench.window}, {THREADS} threads, "
         f"{len(bench.payload)} B payload on the wire"
     )
     print(
@@ -590,7 +627,10 @@ def print_table(info: dict[str, Any], bench: Bench, elapsed: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=DEFAULT_EVENTS, help="N per line")
+    parser.add_argument("--events", type=int, default=DEFAULT_EVENTS, help="N per append line")
+    parser.add_argument(
+        "--read-events", type=int, default=DEFAULT_READ_EVENTS, help="N per read line"
+    )
     parser.add_argument("--sync", default="always", help="JetStream sync_interval: always, 2m, ...")
     parser.add_argument("--window", type=int, default=DEFAULT_WINDOW, help="in-flight window")
     parser.add_argument("--json", action="store_true", help="print one JSON object, no table")
@@ -604,7 +644,14 @@ def main(argv: list[str] | None = None) -> int:
         server = NatsServer(Path(tmp) / "nats", sync_interval=args.sync)
         server.start()
         try:
-            bench = Bench(server.url, Path(tmp), args.events, args.window, progress=not args.json)
+            bench = Bench(
+                server.url,
+                Path(tmp),
+                args.events,
+                args.window,
+                progress=not args.json,
+                read_n=args.read_events,
+            )
             try:
                 bench.run()
             finally:
