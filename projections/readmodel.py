@@ -74,6 +74,15 @@ class SqliteReadModel:
             db.execute("ROLLBACK")
             raise
 
+    def advance(self, position: int) -> None:
+        """Move past a message an operator decided to skip, changing nothing else."""
+        db = self.connect()
+        db.execute(
+            "INSERT INTO tracking(projection, position) VALUES (?, ?) "
+            "ON CONFLICT(projection) DO UPDATE SET position = max(position, excluded.position)",
+            (self.name, position),
+        )
+
     def handle(self, db: sqlite3.Connection, event: Any) -> None:
         """Change the tables for one domain event (inside the caller's transaction)."""
         raise NotImplementedError

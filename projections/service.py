@@ -36,6 +36,8 @@ class ReadModel(Protocol):
 
     def apply(self, position: int, event: Any) -> bool: ...
 
+    def advance(self, position: int) -> None: ...
+
 
 class ProjectionService:
     """Keeps one read model up to date with one application's events."""
@@ -60,6 +62,7 @@ class ProjectionService:
         self._url = ""
         self._broker: NatsBroker | None = None
         self._failed = False
+        self._failures = 0
         self._retry: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
         self.on_applied: list[Any] = []
@@ -74,15 +77,19 @@ class ProjectionService:
         self._watch = asyncio.get_running_loop().create_task(self._watch_stream(runtime))
 
     async def _watch_stream(self, runtime: Any) -> None:
-        # The lag must show while nothing flows too (a parked projection, an idle one).
+        # While events flow, each delivery says how many follow. A parked projection
+        # receives nothing, so its lag comes from the stream's end (which may also count
+        # a few tracking or operator records: an upper bound is what an operator needs).
         js = runtime.nc.jetstream()
         while True:
+            await asyncio.sleep(1.0)
+            if self.state != "error":
+                continue
             try:
                 info = await js.stream_info(self.layout.stream)
                 self.stream_last = max(self.stream_last, info.state.last_seq)
             except Exception as error:  # noqa: BLE001 - health reporting must not die
                 log.debug("stream info for %s: %s", self.layout.stream, error)
-            await asyncio.sleep(1.0)
 
     async def _subscribe(self) -> None:
         position = await asyncio.to_thread(self.readmodel.position)
@@ -109,14 +116,30 @@ class ProjectionService:
         self.stream_last = max(self.stream_last, seq + raw.metadata.num_pending)
         try:
             notification = notification_from_message(self.layout, seq, raw.subject, raw.data)
+        except UndecodableEventError as error:
+            if await self._skipped(seq):
+                await asyncio.to_thread(self.readmodel.advance, seq)
+            else:
+                self._fail(seq, error)
+            return
+        try:
             event = self.app.mapper.to_domain_event(notification)
             applied = await asyncio.to_thread(self.readmodel.apply, seq, event)
         except Exception as error:  # noqa: BLE001 - any failure parks the projection here
             self._fail(seq, error)
             return
+        self._failures = 0
         if applied:
             for callback in self.on_applied:
                 await callback(self, seq, event)
+
+    async def _skipped(self, seq: int) -> bool:
+        """Whether an operator recorded that readers may pass this message."""
+        store = getattr(self.app.recorder, "store", None)
+        if store is None:
+            return False
+        pending = asyncio.run_coroutine_threadsafe(store.is_skipped(seq), store.conn.loop)
+        return bool(await asyncio.wrap_future(pending))
 
     def _fail(self, seq: int, error: Exception) -> None:
         self._failed = True
@@ -130,7 +153,9 @@ class ProjectionService:
             self._retry = asyncio.get_running_loop().create_task(self._restart())
 
     async def _restart(self) -> None:
-        await asyncio.sleep(self.retry_after)
+        # Back off while the cause stays (an operator may take a while to decide).
+        self._failures += 1
+        await asyncio.sleep(min(self.retry_after * 2 ** (self._failures - 1), 60.0))
         await self._close_broker()
         try:
             await self._subscribe()

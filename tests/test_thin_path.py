@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -189,3 +190,55 @@ def test_calling_the_sync_store_on_its_own_loop_is_refused(nats_url: str) -> Non
             asyncio.run_coroutine_threadsafe(inside(), conn.loop).result(5)
     finally:
         conn.close()
+
+
+def test_a_projection_parks_at_a_bad_message_until_an_operator_skips_it(
+    instance: str, nats_url: str
+) -> None:
+    async def write_garbage() -> int:
+        nc = await nats.connect(nats_url)
+        ack = await nc.jetstream().publish(
+            f"es.acme.customers.{uuid.uuid4()}", b"not an event", stream="ES_CUSTOMERS"
+        )
+        await nc.close()
+        return int(ack.seq)
+
+    with httpx.Client(base_url=instance, timeout=10) as http:
+        bad = asyncio.run(write_garbage())
+        parked = wait_for(
+            lambda: http.get("/health").json()["services"]["customers"],
+            lambda h: h["state"] == "error",
+        )
+        assert f"stopped at {bad}" in parked["error"]
+        assert http.get("/health").status_code == 503  # degraded, for a load balancer
+
+        # Appends go on while the projection waits; the read model does not move.
+        cid = http.post("/api/v1/tenants/acme/customers", json={"name": "after"}).json()["id"]
+        assert http.get(f"/api/v1/tenants/acme/customers/{cid}").status_code == 404
+
+        skipped = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "deploy.cli",
+                "events",
+                "skip",
+                "customers",
+                str(bad),
+                "--reason",
+                "test garbage",
+            ],
+            cwd=ROOT,
+            env={**os.environ, "NATS_URL": nats_url},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert skipped.returncode == 0, skipped.stderr
+        shown = wait_for(
+            lambda: http.get(f"/api/v1/tenants/acme/customers/{cid}"),
+            lambda r: r.status_code == 200,
+            timeout=20,
+        )
+        assert shown.json()["name"] == "after"
+        assert http.get("/health").json()["services"]["customers"]["state"] == "running"
