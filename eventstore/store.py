@@ -378,9 +378,14 @@ class JetStreamStore:
                     if reader.caught_up:
                         # Read-your-writes: what was stored before this call is returned,
                         # even if its delivery to the cursor is still on the way.
-                        if checked_end or await self._last_seq() <= reader.last_seq:
+                        if checked_end:
                             break
                         checked_end = True
+                        stored_up_to = await self._last_seq()
+                        if items:
+                            continue  # delivered while we asked
+                        if stored_up_to <= reader.last_seq:
+                            break
                     reader.resume()
                     cursor.woken.clear()
                     if not items:
