@@ -1,9 +1,15 @@
-"""The customers read model: what agents search and open (CC8), per tenant."""
+"""The customers read model: what agents search and open (CC8), per tenant.
+
+A merged customer (CT11) leaves the list: its row is dropped, its identities are already
+on the target's row (`Absorbed`), and `customer_merges` says where it went so that a
+link to it can be followed to the survivor.
+"""
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 from domain.customers import Customer
@@ -11,7 +17,7 @@ from projections.readmodel import SqliteReadModel
 
 
 class CustomersReadModel(SqliteReadModel):
-    """One row per customer, keyed by tenant; identities as JSON."""
+    """One row per live customer, keyed by tenant; identities as JSON."""
 
     name = "customers"
     schema = (
@@ -22,6 +28,12 @@ class CustomersReadModel(SqliteReadModel):
             identities TEXT NOT NULL,
             version INTEGER NOT NULL,
             updated_at TEXT NOT NULL,
+            PRIMARY KEY (tenant_id, id)
+        )""",
+        """CREATE TABLE IF NOT EXISTS customer_merges (
+            tenant_id TEXT NOT NULL,
+            id TEXT NOT NULL,
+            merged_into TEXT NOT NULL,
             PRIMARY KEY (tenant_id, id)
         )""",
     )
@@ -47,12 +59,64 @@ class CustomersReadModel(SqliteReadModel):
                 (event.name, event.originator_version, at, cid),
             )
         elif isinstance(event, Customer.IdentityAdded):
-            row = db.execute("SELECT identities FROM customers WHERE id = ?", (cid,)).fetchone()
-            identities = json.loads(row[0]) + [[event.kind, event.value]]
-            db.execute(
-                "UPDATE customers SET identities = ?, version = ?, updated_at = ? WHERE id = ?",
-                (json.dumps(identities), event.originator_version, at, cid),
+            self._set_identities(db, event, lambda ids: ids + [[event.kind, event.value]])
+        elif isinstance(event, Customer.IdentityRemoved):
+            self._set_identities(
+                db, event, lambda ids: [i for i in ids if i != [event.kind, event.value]]
             )
+        elif isinstance(event, Customer.Absorbed):
+            self._set_identities(
+                db,
+                event,
+                lambda ids: ids + [list(i) for i in event.identities if list(i) not in ids],
+            )
+        elif isinstance(event, Customer.MergedInto | Customer.Redirected):
+            tenant = db.execute("SELECT tenant_id FROM customers WHERE id = ?", (cid,)).fetchone()
+            db.execute("DELETE FROM customers WHERE id = ?", (cid,))
+            if tenant is not None:
+                db.execute(
+                    "INSERT INTO customer_merges VALUES (?, ?, ?)",
+                    (tenant[0], cid, str(event.target_id)),
+                )
+            else:
+                db.execute(
+                    "UPDATE customer_merges SET merged_into = ? WHERE id = ?",
+                    (str(event.target_id), cid),
+                )
+        elif isinstance(event, Customer.Event):
+            # Profile changes are not shown here yet; the row still follows the version.
+            db.execute(
+                "UPDATE customers SET version = ?, updated_at = ? WHERE id = ?",
+                (event.originator_version, event.timestamp.isoformat(), cid),
+            )
+
+    @staticmethod
+    def _set_identities(
+        db: sqlite3.Connection, event: Any, change: Callable[[list[Any]], list[Any]]
+    ) -> None:
+        cid = str(event.originator_id)
+        row = db.execute("SELECT identities FROM customers WHERE id = ?", (cid,)).fetchone()
+        db.execute(
+            "UPDATE customers SET identities = ?, version = ?, updated_at = ? WHERE id = ?",
+            (
+                json.dumps(change(json.loads(row[0]))),
+                event.originator_version,
+                event.timestamp.isoformat(),
+                cid,
+            ),
+        )
+
+    def merged_into(self, tenant_id: str, customer_id: str) -> str | None:
+        """The survivor a merged customer's id leads to, or None if it was not merged."""
+        row = (
+            self.connect()
+            .execute(
+                "SELECT merged_into FROM customer_merges WHERE tenant_id = ? AND id = ?",
+                (tenant_id, customer_id),
+            )
+            .fetchone()
+        )
+        return row[0] if row else None
 
     def get(self, tenant_id: str, customer_id: str) -> dict[str, Any] | None:
         row = (
