@@ -158,7 +158,12 @@ class NatsConnection:
                 "synchronous event-store call made on the event store's own loop; "
                 "await the async API instead"
             )
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            future.cancel()  # do not leave the work running on the loop
+            raise
 
     @property
     def in_loop_thread(self) -> bool:

@@ -23,7 +23,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from typing import TYPE_CHECKING
 
 from eventsourcing.persistence import Notification
@@ -42,6 +42,17 @@ Item = Notification | UndecodableEventError
 HEARTBEAT = 5.0  # seconds between idle heartbeats of the server
 _STATUS = 8  # index of the byte after "NATS/1.0": a space starts a status line
 _STALLED = b"Nats-Consumer-Stalled:"
+_LAST_CONSUMER = b"Nats-Last-Consumer:"
+
+
+def _header(headers: bytes, name: bytes) -> str:
+    """One header's value from a raw status frame, or ''."""
+    start = headers.find(name)
+    if start < 0:
+        return ""
+    start += len(name)
+    end = headers.find(b"\r\n", start)
+    return headers[start : end if end >= 0 else None].strip().decode()
 
 
 class OrderedReader:
@@ -118,8 +129,13 @@ class OrderedReader:
                 inactive_threshold=3 * HEARTBEAT,
             ),
         )
-        if generation == self._generation:
-            self._consumer = info.name
+        if generation != self._generation or self.ended:
+            # Paused or closed while the consumer was being made: it is already stale.
+            nc.direct_handlers.pop(sub._id, None)
+            await _quietly(sub.unsubscribe())
+            await _quietly(self.store.conn.js.delete_consumer(layout.stream, info.name))
+            return
+        self._consumer = info.name
         if self._watchdog is None:
             self._watchdog = asyncio.get_running_loop().create_task(self._watch())
 
@@ -135,7 +151,7 @@ class OrderedReader:
             tokens = Msg.Metadata._get_metadata_fields(reply)
         # $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<ts>.<pending>
         if int(tokens[6]) != self._next_delivery:
-            self._restart("missed a delivery")
+            self.restart("missed a delivery")
             return
         self._next_delivery += 1
         seq = int(tokens[5])
@@ -166,19 +182,30 @@ class OrderedReader:
         # "NATS/1.0 100 FlowControl Request" carries the reply to answer; an idle
         # heartbeat names it in Nats-Consumer-Stalled when the server is waiting for one.
         # Frames are handled in order, so everything before it has been taken in.
-        answer = reply
-        if not answer and _STALLED in headers:
-            start = headers.index(_STALLED) + len(_STALLED)
-            answer = headers[start : headers.index(b"\r\n", start)].strip().decode()
-        if answer and not self.paused and not self.ended:
+        if self.paused or self.ended:
+            return
+        answer = reply or _header(headers, _STALLED)
+        if answer:
             self.store.conn.loop.create_task(self._nc.publish(answer, b""))
+        if not reply:
+            # An idle heartbeat says how many deliveries the consumer made: a lost one
+            # at the end of the stream shows here, as no later delivery will reveal it.
+            delivered = _header(headers, _LAST_CONSUMER)
+            if delivered and int(delivered) != self._next_delivery - 1:
+                self.restart("a heartbeat shows a missed delivery")
 
     async def _undecodable(self, error: UndecodableEventError) -> None:
-        try:
-            skipped = await self.store.is_skipped(error.seq)
-        except Exception as failure:  # noqa: BLE001 - report the message, not the lookup
-            log.warning("checking skips of %s: %s", self.store.layout.stream, failure)
-            skipped = False
+        pause = 0.5
+        while True:
+            try:
+                skipped = await self.store.is_skipped(error.seq)
+                break
+            except Exception as failure:  # noqa: BLE001 - unknown yet: keep holding, ask again
+                log.warning("checking skips of %s: %s", self.store.layout.stream, failure)
+                if self.ended:
+                    return
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 10.0)
         self._holding = False
         if skipped:
             self.last_seq = error.seq
@@ -193,7 +220,8 @@ class OrderedReader:
         self._generation += 1
         self.store.conn.loop.create_task(self._drop_consumer())
 
-    def _restart(self, why: str) -> None:
+    def restart(self, why: str) -> None:
+        """Recreate the consumer just after the last message taken in."""
         log.debug(
             "%s: recreating the consumer after %s (%s)",
             self.store.layout.stream,
@@ -213,7 +241,7 @@ class OrderedReader:
         while not self.ended:
             await asyncio.sleep(HEARTBEAT)
             if not self.paused and time.monotonic() - self._heard > 3 * HEARTBEAT:
-                self._restart("silence")
+                self.restart("silence")
 
     async def _drop_consumer(self) -> None:
         sid, self._sid = self._sid, None
@@ -244,3 +272,10 @@ class OrderedReader:
 
 async def _unused(msg: Msg) -> None:
     """Frames of a direct subscription never reach nats-py's per-message callback."""
+
+
+async def _quietly(awaitable: Awaitable[object]) -> None:
+    try:
+        await awaitable
+    except Exception as error:  # noqa: BLE001 - best effort: the server expires it anyway
+        log.debug("cleaning up a stale consumer: %s", error)

@@ -389,13 +389,7 @@ class JetStreamStore:
                     reader.resume()
                     cursor.woken.clear()
                     if not items:
-                        try:
-                            await asyncio.wait_for(cursor.woken.wait(), PUBLISH_TIMEOUT)
-                        except TimeoutError:
-                            cursor.close()
-                            raise OperationalError(
-                                f"reading {self.layout.stream} stalled at {reader.last_seq}"
-                            ) from None
+                        await self._await_delivery(cursor)
                     continue
                 item = items[0]
                 if isinstance(item, UndecodableEventError):
@@ -413,6 +407,31 @@ class JetStreamStore:
             if not cursor.closed:
                 self._park(cursor, result[-1].id + 1 if result else first)
         return result
+
+    async def _await_delivery(self, cursor: Cursor) -> None:
+        """Wait for the cursor's reader to take something in, as long as it progresses.
+
+        A page filtered by topic may read through millions of other events before the
+        next match: that is progress, not a stall. A reader that takes nothing in for a
+        whole timeout gets its consumer recreated once (e.g. the server restarted and
+        forgot it) before the read gives up.
+        """
+        reader = cursor.reader
+        restarted = False
+        while True:
+            seen = reader.last_seq
+            try:
+                await asyncio.wait_for(cursor.woken.wait(), PUBLISH_TIMEOUT)
+                return
+            except TimeoutError:
+                if reader.last_seq != seen:
+                    continue
+                if not restarted:
+                    restarted = True
+                    reader.restart("a page waited in vain")
+                    continue
+            cursor.close()
+            raise OperationalError(f"reading {self.layout.stream} stalled at {reader.last_seq}")
 
     def _park(self, cursor: Cursor, next_first: int) -> None:
         key = (next_first, cursor.reader.wanted)
@@ -568,7 +587,7 @@ class JetStreamStore:
             try:
                 ack = await self._publish(messages)
             except TimeoutError:
-                ack = await self._reconcile(stored_events, groups, payloads, len(messages))
+                ack = await self._reconcile(messages)
             if ack.error is None:
                 first_seq = ack.seq - len(messages) + 1
                 for token, indexes in groups.items():
@@ -656,6 +675,10 @@ class JetStreamStore:
         return known[1]
 
     async def _publish_one(self, subject: str, payload: bytes, headers: dict[str, str]) -> PubAck:
+        if not self.conn.nc.is_connected:
+            # nats-py would buffer it and send it after a reconnect, long after we gave
+            # up on it: refuse now, with nothing in flight.
+            raise OperationalError(f"not connected to NATS; {subject} not appended")
         try:
             reply = await self.conn.requests.request(
                 subject, payload, headers=headers, timeout=PUBLISH_TIMEOUT
@@ -673,6 +696,8 @@ class JetStreamStore:
             self._batch_slots = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT)
         batch_id = uuid.uuid4().hex
         nc = self.conn.nc
+        if not nc.is_connected:
+            raise OperationalError(f"not connected to NATS; {self.layout.stream} not appended")
         async with self._batch_slots:
             for n, (subject, payload, headers) in enumerate(messages[:-1], start=1):
                 await nc.publish(
@@ -692,22 +717,28 @@ class JetStreamStore:
                 },
             )
 
-    async def _reconcile(
-        self,
-        stored_events: Sequence[StoredEvent],
-        groups: dict[str, list[int]],
-        payloads: list[bytes],
-        count: int,
-    ) -> PubAck:
-        """A publish timed out, which does not mean it failed: look, then decide."""
-        token, indexes = next(iter(groups.items()))
-        last = await self._get_last(self.layout.aggregate_filter(token))
-        mine = indexes[-1]
-        if last is not None and last.data == payloads[mine]:
-            # Committed: sequences of an atomic batch are contiguous.
-            return PubAck(stream=self.layout.stream, seq=last.seq - mine + count - 1)
+    async def _reconcile(self, messages: list[tuple[str, bytes, dict[str, str]]]) -> PubAck:
+        """A publish timed out, which does not mean it failed: look, then decide.
+
+        The save's first message names a subject and the sequence it expected there; if
+        the save was stored, that message is on that subject after that sequence (others
+        may have appended since), and the rest of an atomic batch follows it.
+        """
+        subject, payload, headers = messages[0]
+        after = int(headers["Nats-Expected-Last-Subject-Sequence"])
+        try:
+            # Whatever we sent has reached the server once it answers this.
+            await self.conn.nc.flush(int(PUBLISH_TIMEOUT))
+            later, _ = await self._get_batch(after + 1, READ_PAGE, subject)
+        except Exception as error:  # noqa: BLE001 - any failure here leaves it unknown
+            log.warning("reconciling a timed-out append to %s: %s", subject, error)
+            later = []
+        for stored in later:
+            if stored.data == payload:
+                return PubAck(stream=self.layout.stream, seq=stored.seq + len(messages) - 1)
         raise OperationalError(
-            f"append to {self.layout.stream} timed out and is not stored; it may be retried"
+            f"append to {subject} timed out and was not found stored; it may still land: "
+            "re-read before retrying"
         )
 
 

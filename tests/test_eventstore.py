@@ -15,7 +15,7 @@ from pathlib import Path
 import msgspec
 import nats
 import pytest
-from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking
+from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent, Tracking
 from nats.aio.msg import Msg
 
 import eventstore
@@ -403,7 +403,7 @@ def test_a_long_read_answers_flow_control_and_never_stalls(
 
     statuses: list[bool] = []
     restarts: list[str] = []
-    on_status, restart = reader.OrderedReader._on_status, reader.OrderedReader._restart
+    on_status, restart = reader.OrderedReader._on_status, reader.OrderedReader.restart
 
     def count_status(self: reader.OrderedReader, reply: str, headers: bytes) -> None:
         statuses.append(bool(reply))  # a flow-control request carries a reply subject
@@ -414,7 +414,7 @@ def test_a_long_read_answers_flow_control_and_never_stalls(
         restart(self, why)
 
     monkeypatch.setattr(reader.OrderedReader, "_on_status", count_status)
-    monkeypatch.setattr(reader.OrderedReader, "_restart", count_restart)
+    monkeypatch.setattr(reader.OrderedReader, "restart", count_restart)
 
     async def fill() -> None:
         for _ in range(40):
@@ -463,3 +463,111 @@ def test_a_subscription_carries_on_after_the_server_restarts(
     finally:
         conn.close()
         server.stop()
+
+
+def _drop_first_reply(conn: connection.NatsConnection, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next append reaches the server, but its acknowledgement is lost."""
+    real = conn.requests.request
+    dropped: list[str] = []
+
+    async def request(
+        subject: str, payload: bytes, *, headers: dict[str, str] | None, timeout: float
+    ):  # type: ignore[no-untyped-def]
+        reply = await real(subject, payload, headers=headers, timeout=timeout)
+        if not dropped and not subject.startswith("$JS.API"):
+            dropped.append(subject)
+            raise nats.errors.TimeoutError
+        return reply
+
+    monkeypatch.setattr(conn.requests, "request", request)
+
+
+def test_a_stored_append_whose_ack_was_lost_is_reported_stored(
+    store: JetStreamStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    r = eventstore.JetStreamProcessRecorder(store)
+    agg = uuid.uuid4()
+    r.insert_events([ev(agg, 1)])
+    _drop_first_reply(store.conn, monkeypatch)
+    assert r.insert_events([ev(agg, 2), ev(agg, 3)]) == [2, 3]
+    _drop_first_reply(store.conn, monkeypatch)
+    r.insert_tracking(Tracking("up", 5))  # a tracking record alone, too
+    assert r.max_tracking_id("up") == 5
+    assert [e.originator_version for e in r.select_events(agg)] == [1, 2, 3]
+
+
+def test_appending_while_disconnected_fails_at_once_and_lands_nowhere(tmp_path: Path) -> None:
+    from deploy.natsserver import NatsServer
+
+    server = NatsServer(tmp_path / "nats")
+    server.start()
+    conn = connection.NatsConnection(server.url)
+    try:
+        s = JetStreamStore(conn, StreamLayout("offline"))
+        conn.run(s.ensure_stream())
+        r = eventstore.JetStreamApplicationRecorder(s)
+        server.stop()
+        started = time.monotonic()
+        with pytest.raises(OperationalError, match="not connected"):
+            r.insert_events([ev(uuid.uuid4(), 1)])
+        assert time.monotonic() - started < 2
+        server.start()
+        deadline = time.monotonic() + 20
+        while not conn.nc.is_connected and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)  # anything buffered would have been flushed by now
+        assert r.max_notification_id() is None
+    finally:
+        conn.close()
+        server.stop()
+
+
+def test_a_delivery_lost_at_the_end_of_the_stream_is_noticed_by_the_heartbeat(
+    store: JetStreamStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from eventstore import reader
+
+    monkeypatch.setattr(reader, "HEARTBEAT", 0.5)
+    real = reader.OrderedReader._on_frame
+    lost: list[int] = []
+
+    def lossy(
+        self: reader.OrderedReader, subject: str, reply: str, data: bytes, headers: bytes
+    ) -> None:
+        if reply and not lost and reply.split(".")[5] == "2":
+            lost.append(2)  # as if the network ate it
+            return
+        real(self, subject, reply, data, headers)
+
+    monkeypatch.setattr(reader.OrderedReader, "_on_frame", lossy)
+    r = eventstore.JetStreamApplicationRecorder(store)
+    r.insert_events([ev(uuid.uuid4(), 1)])
+    r.insert_events([ev(uuid.uuid4(), 1)])
+    started = time.monotonic()
+    with r.subscribe(gt=None) as subscription:
+        assert [next(subscription).id, next(subscription).id] == [1, 2]
+    assert lost == [2]
+    assert time.monotonic() - started < 5
+
+
+def test_stopped_subscriptions_leave_no_consumer_behind(
+    store: JetStreamStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from eventstore.recorders import JetStreamSubscription
+
+    monkeypatch.setattr(JetStreamSubscription, "HIGH_WATER", 5)
+    monkeypatch.setattr(JetStreamSubscription, "LOW_WATER", 1)
+    r = eventstore.JetStreamApplicationRecorder(store)
+    for _ in range(50):
+        r.insert_events([ev(uuid.uuid4(), 1)])
+    for _ in range(20):
+        with r.subscribe(gt=None) as subscription:
+            for _ in range(7):  # enough to pause and resume at least once
+                next(subscription)
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        info = store.conn.run(store.conn.js.stream_info(store.layout.stream))
+        if info.state.consumer_count == 0:
+            break
+        time.sleep(0.1)
+    assert info.state.consumer_count == 0
