@@ -37,7 +37,8 @@ import msgspec
 from eventsourcing.domain import event
 
 from domain.base import DomainError, TenantAggregate, TenantApplication
-from domain.tenants import allows_agents, clean_name, normalize_phone_number, valid_tenant_id
+from domain.phones import normalize_phone_number
+from domain.tenants import allows_agents, clean_name, valid_tenant_id
 from domain.vocabulary import EndpointKind, Package, Presence, Role
 
 # The operator's users live outside every tenant, under the event store's system token.
@@ -134,7 +135,7 @@ def _endpoint(kind: EndpointKind | str, address: str) -> Endpoint:
     if not isinstance(address, str):
         raise InvalidEndpoint("an endpoint's address is text")
     if endpoint_kind is EndpointKind.MOBILE:
-        return Endpoint(endpoint_kind, normalize_phone_number(address))
+        return Endpoint(endpoint_kind, normalize_phone_number(address, e164=True))
     if endpoint_kind is EndpointKind.WEBRTC:
         # A browser registers itself when the agent logs in; there is nothing to dial.
         if address.strip():

@@ -28,6 +28,7 @@ from uuid import UUID
 from eventsourcing.domain import event
 
 from domain.base import DomainError, TenantAggregate, TenantApplication
+from domain.phones import normalize_phone_number
 from domain.vocabulary import Channel
 
 CAMPAIGN_CHANNELS = frozenset({Channel.CALL, Channel.SMS, Channel.EMAIL})
@@ -36,6 +37,7 @@ DEFAULT_PER_MINUTE = 10
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_RETRY_AFTER_SECONDS = 3600
 
+# 6 to 15 digits: a subset of what domain.phones accepts, so every address has a key.
 _PHONE = re.compile(r"\+?[0-9]{6,15}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _MINUTE = timedelta(minutes=1)
@@ -225,7 +227,7 @@ class Campaign(TenantAggregate):
         self.channel = Channel(channel)
         self.status = CampaignStatus.DRAFT
         self.targets: dict[UUID, Target] = {}
-        self.addresses: set[str] = set()
+        self.address_keys: set[str] = set()  # one per person reached: see _address_key
         self.windows: tuple[Window, ...] = ()
         self.max_concurrent = DEFAULT_MAX_CONCURRENT
         self.per_minute = DEFAULT_PER_MINUTE
@@ -254,7 +256,7 @@ class Campaign(TenantAggregate):
         for data in targets:
             target = Target(customer_id=data["customer_id"], address=data["address"])
             self.targets[target.customer_id] = target
-            self.addresses.add(target.address)
+            self.address_keys.add(_address_key(self.channel, target.address))
 
     @event(ScheduleSet)
     def _set_schedule(self, windows: list[dict[str, Any]]) -> None:
@@ -335,17 +337,17 @@ class Campaign(TenantAggregate):
         """
         self._require_not_finished()
         added: list[dict[str, Any]] = []
-        customers, addresses = set(self.targets), set(self.addresses)
+        customers, keys = set(self.targets), set(self.address_keys)
         duplicates, invalid = 0, []
         for customer_id, raw in targets:
             address = _address(self.channel, raw)
             if address is None:
                 invalid.append(raw)
-            elif customer_id in customers or address in addresses:
+            elif customer_id in customers or _address_key(self.channel, address) in keys:
                 duplicates += 1
             else:
                 customers.add(customer_id)
-                addresses.add(address)
+                keys.add(_address_key(self.channel, address))
                 added.append({"customer_id": customer_id, "address": address})
         if added:
             self._add_targets(added)
@@ -514,12 +516,21 @@ class Campaign(TenantAggregate):
 
 
 def _address(channel: Channel, raw: str) -> str | None:
-    """The address normalised for its channel, or None when it cannot be one."""
+    """The address as the runner will use it, or None when it cannot be one.
+
+    A phone number keeps the tenant's spelling, punctuation aside (the runner dials it
+    as imported); `_address_key` is what finds it again under another spelling.
+    """
     if channel is Channel.EMAIL:
         email = raw.strip().lower()
         return email if _EMAIL.fullmatch(email) else None
     phone = re.sub(r"[\s.\-()]", "", raw)
     return phone if _PHONE.fullmatch(phone) else None
+
+
+def _address_key(channel: Channel, address: str) -> str:
+    """What two addresses of the same person share: 0912345678 and +84912345678 are one."""
+    return address if channel is Channel.EMAIL else normalize_phone_number(address)
 
 
 def _valid_window(window: Window) -> Window:

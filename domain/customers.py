@@ -2,8 +2,8 @@
 
 A customer is found by any identity they reach the tenant with (a phone number, an email
 address, a Facebook id, a chat visitor id), so identities are normalised here, once, to
-the form every channel's connector will look them up by: Vietnamese national numbers
-(0xxxxxxxxx) become +84xxxxxxxxx and emails are lower-cased.
+the form every channel's connector will look them up by: phone numbers as domain.phones
+writes them (0912345678 becomes +84912345678) and emails lower-cased.
 
 Merging duplicates (CT11) keeps both histories. The source stays in the event store as it
 was, gains `MergedInto(target_id)` and from then on refuses every command with
@@ -31,6 +31,7 @@ from uuid import UUID
 from eventsourcing.domain import event
 
 from domain.base import DomainError, TenantAggregate, TenantApplication
+from domain.phones import normalize_phone_number
 
 IDENTITY_KINDS = frozenset({"phone", "email", "facebook", "chat"})
 LANGUAGES = frozenset({"vi", "en"})
@@ -40,9 +41,6 @@ MAX_ATTRIBUTES = 50
 MAX_ATTRIBUTE_VALUE = 1000
 
 _ATTRIBUTE_KEY = re.compile(r"[a-z0-9_][a-z0-9_.-]{0,63}", re.ASCII)
-_DIGITS = re.compile(r"\d{3,15}", re.ASCII)
-# Separators people type inside phone numbers: "090 123 4567", "(028) 3823-4567".
-_PHONE_SEPARATORS = str.maketrans("", "", " .-()/")
 
 
 class InvalidCustomer(DomainError):
@@ -272,36 +270,12 @@ def normal_identity(kind: str, value: str) -> tuple[str, str]:
     if not value or len(value) > 320:
         raise InvalidCustomer(f"a {kind} identity needs a value of 1 to 320 characters")
     if kind == "phone":
-        return kind, _normal_phone(value)
+        return kind, normalize_phone_number(value, InvalidCustomer)
     if kind == "email":
         return kind, _normal_email(value)
     if any(c.isspace() for c in value):
         raise InvalidCustomer(f"a {kind} id has no spaces: {value!r}")
     return kind, value
-
-
-def _normal_phone(value: str) -> str:
-    """The form a phone number is stored and looked up in.
-
-    Vietnamese national numbers (trunk prefix 0) and numbers written 0084… or 84… become
-    E.164 (+84…); "+84 (0)…" loses the 0. Other international numbers keep their +.
-    Short service numbers (1900…, 1800…) stay as dialled: they have no E.164 form.
-    """
-    raw = value.translate(_PHONE_SEPARATORS)
-    if raw.startswith("00"):
-        raw = "+" + raw[2:]
-    plus = raw.startswith("+")
-    digits = raw[1:] if plus else raw
-    if not _DIGITS.fullmatch(digits):
-        raise InvalidCustomer(f"a phone number has 3 to 15 digits: {value!r}")
-    if not plus and digits.startswith("0"):
-        return "+84" + digits[1:]
-    # Carriers' systems often drop the "+": 84 and a 9- or 10-digit national number.
-    if not plus and digits.startswith("84") and len(digits) in (11, 12):
-        return "+" + digits
-    if plus and digits.startswith("840"):
-        return "+84" + digits[3:]
-    return "+" + digits if plus else digits
 
 
 def _normal_email(value: str) -> str:

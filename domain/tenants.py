@@ -31,6 +31,7 @@ from domain.calendars import (
     calendar_from_builtins,
     calendar_to_builtins,
 )
+from domain.phones import normalize_phone_number
 from domain.vocabulary import Package
 
 # Fixed forever: every tenant's aggregate id is uuid5(this, slug). Changing it orphans
@@ -101,10 +102,6 @@ class TenantAlreadyRegistered(DomainError):
     """A tenant with this slug exists already."""
 
 
-class InvalidPhoneNumber(DomainError):
-    """Not a phone number the service can dial or show."""
-
-
 class UnknownFeature(InvalidTenant):
     """Not a feature id of FEATURES.md that a tenant can switch on."""
 
@@ -127,32 +124,6 @@ class RetentionNotExtended(DomainError):
 
 class CalendarNotFound(NotFound):
     """The tenant has no calendar of that name."""
-
-
-_PHONE_PUNCTUATION = re.compile(r"[\s().\-/]")
-_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
-_VIETNAM_NATIONAL = re.compile(r"^0\d{9,10}$")
-
-
-def normalize_phone_number(raw: str) -> str:
-    """A phone number in E.164 form (+84912345678), from the ways people write it.
-
-    Vietnamese national numbers (0912345678, and 11-digit landlines) become +84…, as do
-    the +840… and 0084… spellings; spaces, dots, dashes and brackets are ignored. Shared
-    by hotlines here and mobile endpoints in domain.agents.
-    """
-    if not isinstance(raw, str):
-        raise InvalidPhoneNumber("a phone number is text")
-    number = _PHONE_PUNCTUATION.sub("", raw)
-    if number.startswith("00"):
-        number = "+" + number[2:]
-    elif _VIETNAM_NATIONAL.match(number):
-        number = "+84" + number[1:]
-    if number.startswith("+840"):  # the national 0 kept after the country code
-        number = "+84" + number[4:]
-    if not _E164.match(number):
-        raise InvalidPhoneNumber(f"{raw!r} is not a phone number (e.g. 0912345678 or +84…)")
-    return number
 
 
 def clean_name(value: str, what: str, max_length: int, error: type[DomainError]) -> str:
@@ -259,7 +230,7 @@ class Tenant(TenantAggregate):
     ) -> Tenant:
         """A new active tenant with every non-add-on feature of its package enabled."""
         chosen = _package(package)
-        numbers = list(dict.fromkeys(normalize_phone_number(n) for n in hotlines))
+        numbers = list(dict.fromkeys(normalize_phone_number(n, e164=True) for n in hotlines))
         if not numbers:
             raise NoHotline("a tenant is registered with at least one hotline (AX1)")
         return cls(
@@ -364,12 +335,12 @@ class Tenant(TenantAggregate):
             self._enable_feature(feature)
 
     def add_hotline(self, number: str) -> None:
-        hotline = normalize_phone_number(number)
+        hotline = normalize_phone_number(number, e164=True)
         if hotline not in self.hotlines:
             self._add_hotline(hotline)
 
     def remove_hotline(self, number: str) -> None:
-        hotline = normalize_phone_number(number)
+        hotline = normalize_phone_number(number, e164=True)
         if hotline not in self.hotlines:
             return
         if self.active and len(self.hotlines) == 1:

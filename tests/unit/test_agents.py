@@ -25,7 +25,7 @@ from domain.agents import (
     UserNotOffline,
 )
 from domain.base import NotFound
-from domain.tenants import InvalidPhoneNumber
+from domain.phones import InvalidPhoneNumber
 from domain.vocabulary import EndpointKind, Package, Presence, Role
 
 TRANSCODERS = [None, "eventstore.transcoder:MsgspecTranscoder"]

@@ -10,6 +10,7 @@ import pytest
 
 from domain.base import NotFound
 from domain.calendars import BusinessCalendar, OpeningHours, Weekday
+from domain.phones import InvalidPhoneNumber, normalize_phone_number
 from domain.tenants import (
     ADD_ON_FEATURES,
     CONTACT_CENTER_FEATURES,
@@ -17,7 +18,6 @@ from domain.tenants import (
     TENANT_ID_NAMESPACE,
     CalendarNotFound,
     FeatureNotInPackage,
-    InvalidPhoneNumber,
     InvalidTenant,
     LastHotline,
     NoHotline,
@@ -27,7 +27,6 @@ from domain.tenants import (
     Tenants,
     UnknownFeature,
     allows_agents,
-    normalize_phone_number,
 )
 from domain.vocabulary import Package
 
@@ -131,11 +130,11 @@ class TestHotlines:
         ],
     )
     def test_vietnamese_numbers_are_stored_in_e164(self, written: str) -> None:
-        assert normalize_phone_number(written) == "+84912345678"
+        assert normalize_phone_number(written, e164=True) == "+84912345678"
 
     def test_a_landline_and_a_foreign_number_are_accepted(self) -> None:
-        assert normalize_phone_number("02438123456") == "+842438123456"
-        assert normalize_phone_number("+33 6 12 34 56 78") == "+33612345678"
+        assert normalize_phone_number("02438123456", e164=True) == "+842438123456"
+        assert normalize_phone_number("+33 6 12 34 56 78", e164=True) == "+33612345678"
 
     @pytest.mark.parametrize("written", ["", "12345", "hotline", "+0123456789", "091234567"])
     def test_a_malformed_number_is_refused(self, tenants: Tenants, written: str) -> None:
