@@ -37,8 +37,9 @@ import msgspec
 from eventsourcing.domain import event
 
 from domain.base import DomainError, TenantAggregate, TenantApplication
+from domain.checks import checked_enum, clean_name
 from domain.phones import normalize_phone_number
-from domain.tenants import allows_agents, clean_name, valid_tenant_id
+from domain.tenants import allows_agents, valid_tenant_id
 from domain.vocabulary import EndpointKind, Package, Presence, Role
 
 # The operator's users live outside every tenant, under the event store's system token.
@@ -119,19 +120,8 @@ class Endpoint(msgspec.Struct, frozen=True):
     address: str
 
 
-def _role(value: Role | str) -> Role:
-    try:
-        return Role(value)
-    except ValueError:
-        raise InvalidUser(f"role must be one of {[r.value for r in Role]}") from None
-
-
 def _endpoint(kind: EndpointKind | str, address: str) -> Endpoint:
-    try:
-        endpoint_kind = EndpointKind(kind)
-    except ValueError:
-        kinds = [k.value for k in EndpointKind]
-        raise InvalidEndpoint(f"endpoint kind must be one of {kinds}") from None
+    endpoint_kind = checked_enum(EndpointKind, kind, InvalidEndpoint)
     if not isinstance(address, str):
         raise InvalidEndpoint("an endpoint's address is text")
     if endpoint_kind is EndpointKind.MOBILE:
@@ -263,7 +253,7 @@ class User(TenantAggregate):
         extension: str | None = None,
     ) -> User:
         """A new, active, offline user; `package` is the tenant's, for the Basic rule."""
-        chosen = _role(role)
+        chosen = checked_enum(Role, role, InvalidUser)
         if chosen is Role.OPERATOR:
             if tenant_id != OPERATOR_SPACE:
                 raise InvalidUser(f"operators are users of the operator space {OPERATOR_SPACE!r}")
@@ -401,7 +391,7 @@ class User(TenantAggregate):
 
     def set_role(self, role: Role | str, *, package: Package) -> None:
         """Change the role; `package` is the tenant's, for the Basic rule."""
-        chosen = _role(role)
+        chosen = checked_enum(Role, role, InvalidUser)
         if chosen is self.role:
             return
         if Role.OPERATOR in (chosen, self.role):
@@ -573,10 +563,7 @@ class User(TenantAggregate):
 
 
 def _check_package(role: Role, package: Package) -> None:
-    try:
-        tenant_package = Package(package)
-    except ValueError:
-        raise InvalidUser(f"package must be one of {[p.value for p in Package]}") from None
+    tenant_package = checked_enum(Package, package, InvalidUser)
     if role in CALL_TAKING_ROLES and not allows_agents(tenant_package):
         raise PackageHasNoAgents(f"the {package} package has no {role}s (SIP trunk only)")
 

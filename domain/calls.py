@@ -29,6 +29,7 @@ from uuid import UUID, uuid5
 from eventsourcing.domain import event
 
 from domain.base import DomainError, TenantAggregate, TenantApplication
+from domain.checks import aware, checked_text, iso_or_none, str_or_none
 from domain.vocabulary import Direction, EndpointKind
 
 PSTN: Final = "pstn"
@@ -284,7 +285,7 @@ class CallUsage:
             "hotline": self.hotline,
             "customer_number": self.customer_number,
             "started_at": self.started_at.isoformat(),
-            "answered_at": _iso(self.answered_at),
+            "answered_at": iso_or_none(self.answered_at),
             "ended_at": self.ended_at.isoformat(),
             "abandoned": self.abandoned,
             "ring_seconds": self.ring_seconds,
@@ -298,7 +299,7 @@ class CallUsage:
                     "party": u.party.value,
                     "endpoint": u.endpoint,
                     "address": u.address,
-                    "user_id": None if u.user_id is None else str(u.user_id),
+                    "user_id": str_or_none(u.user_id),
                     "on_net": u.on_net,
                     "ring_seconds": u.ring_seconds,
                     "connected_seconds": u.connected_seconds,
@@ -486,12 +487,12 @@ class Call(TenantAggregate):
         customer = _valid_leg(customer, {PartyKind.CUSTOMER})
         return cls(
             tenant_id=tenant_id,
-            call_ref=_required(call_ref, "call ref"),
+            call_ref=checked_text(call_ref, "a call ref", 200, InvalidCall),
             direction=Direction.INBOUND.value,
-            hotline=_required(hotline, "hotline"),
+            hotline=checked_text(hotline, "a hotline", 200, InvalidCall),
             customer_number=customer.address,
             legs=[customer.to_event()],
-            at=_instant(at),
+            at=aware(at, InvalidCall),
         )
 
     @classmethod
@@ -511,12 +512,12 @@ class Call(TenantAggregate):
             raise DuplicateLeg("the agent's and the customer's legs need different ids")
         return cls(
             tenant_id=tenant_id,
-            call_ref=_required(call_ref, "call ref"),
+            call_ref=checked_text(call_ref, "a call ref", 200, InvalidCall),
             direction=Direction.OUTBOUND.value,
-            hotline=_required(hotline, "hotline"),
+            hotline=checked_text(hotline, "a hotline", 200, InvalidCall),
             customer_number=customer.address,
             legs=[agent.to_event(), customer.to_event()],
-            at=_instant(at),
+            at=aware(at, InvalidCall),
         )
 
     @classmethod
@@ -525,12 +526,12 @@ class Call(TenantAggregate):
         caller = _valid_leg(caller, {PartyKind.AGENT})
         return cls(
             tenant_id=tenant_id,
-            call_ref=_required(call_ref, "call ref"),
+            call_ref=checked_text(call_ref, "a call ref", 200, InvalidCall),
             direction=Direction.INTERNAL.value,
             hotline=None,
             customer_number=None,
             legs=[caller.to_event()],
-            at=_instant(at),
+            at=aware(at, InvalidCall),
         )
 
     # Mutators: the only code that changes state, each applying one event.
@@ -721,7 +722,7 @@ class Call(TenantAggregate):
             return
         self._require_not_answered()
         if queue_id != self.queue_id:
-            self._offer(queue_id=queue_id, at=_instant(at), fact_id=fact_id)
+            self._offer(queue_id=queue_id, at=aware(at, InvalidCall), fact_id=fact_id)
 
     def ivr_step(
         self,
@@ -743,9 +744,9 @@ class Call(TenantAggregate):
         self._take_ivr_step(
             flow_id=flow_id,
             flow_version=flow_version,
-            node_id=_required(node_id, "IVR node id"),
+            node_id=checked_text(node_id, "an IVR node id", 200, InvalidCall),
             digits=digits,
-            at=_instant(at),
+            at=aware(at, InvalidCall),
             fact_id=fact_id,
         )
 
@@ -755,7 +756,7 @@ class Call(TenantAggregate):
         if self._seen(fact_id) or self._known(leg):
             return
         self._require_not_answered()
-        self._ring_agent(leg=leg.to_event(), at=_instant(at), fact_id=fact_id)
+        self._ring_agent(leg=leg.to_event(), at=aware(at, InvalidCall), fact_id=fact_id)
 
     def answer(self, leg_id: str, at: datetime, fact_id: str | None = None) -> None:
         """A leg answered; the first answer by a leg other than the caller's answers the call."""
@@ -764,7 +765,7 @@ class Call(TenantAggregate):
         self._require_live()
         leg = self._live_leg(leg_id)
         if leg.answered_at is None:
-            self._answer(leg_id=leg_id, at=_instant(at), fact_id=fact_id)
+            self._answer(leg_id=leg_id, at=aware(at, InvalidCall), fact_id=fact_id)
 
     def hold(self, at: datetime, fact_id: str | None = None) -> None:
         """The customer (the other party, on an internal call) is put on hold (CC12)."""
@@ -772,7 +773,7 @@ class Call(TenantAggregate):
             return
         self._require_answered()
         if not self.held:
-            self._hold(at=_instant(at), fact_id=fact_id)
+            self._hold(at=aware(at, InvalidCall), fact_id=fact_id)
 
     def resume(self, at: datetime, fact_id: str | None = None) -> None:
         if self._seen(fact_id):
@@ -780,7 +781,7 @@ class Call(TenantAggregate):
         self._require_answered()
         if not self.held:
             raise CallNotHeld("the call is not on hold")
-        self._resume(at=_instant(at), fact_id=fact_id)
+        self._resume(at=aware(at, InvalidCall), fact_id=fact_id)
 
     def mute(self, leg_id: str, at: datetime, fact_id: str | None = None) -> None:
         """The leg's microphone is muted (CC13): the others stop hearing it."""
@@ -788,7 +789,7 @@ class Call(TenantAggregate):
             return
         self._require_answered()
         if not self._live_leg(leg_id).muted:
-            self._mute(leg_id=leg_id, at=_instant(at), fact_id=fact_id)
+            self._mute(leg_id=leg_id, at=aware(at, InvalidCall), fact_id=fact_id)
 
     def unmute(self, leg_id: str, at: datetime, fact_id: str | None = None) -> None:
         if self._seen(fact_id):
@@ -796,7 +797,7 @@ class Call(TenantAggregate):
         self._require_answered()
         if not self._live_leg(leg_id).muted:
             raise LegNotMuted(f"leg {leg_id} is not muted")
-        self._unmute(leg_id=leg_id, at=_instant(at), fact_id=fact_id)
+        self._unmute(leg_id=leg_id, at=aware(at, InvalidCall), fact_id=fact_id)
 
     def transfer_blind(
         self, from_leg_id: str, to: LegSpec, at: datetime, fact_id: str | None = None
@@ -810,7 +811,7 @@ class Call(TenantAggregate):
             kind=TransferKind.BLIND.value,
             from_leg_id=from_leg_id,
             to_leg=to.to_event(),
-            at=_instant(at),
+            at=aware(at, InvalidCall),
             fact_id=fact_id,
         )
 
@@ -825,7 +826,7 @@ class Call(TenantAggregate):
         self._request_transfer(
             from_leg_id=from_leg_id,
             consult_leg=consult.to_event(),
-            at=_instant(at),
+            at=aware(at, InvalidCall),
             fact_id=fact_id,
         )
 
@@ -838,7 +839,7 @@ class Call(TenantAggregate):
             kind=TransferKind.ATTENDED.value,
             from_leg_id=from_leg_id,
             to_leg=self.legs[consult_leg_id].spec.to_event(),
-            at=_instant(at),
+            at=aware(at, InvalidCall),
             fact_id=fact_id,
         )
 
@@ -849,7 +850,9 @@ class Call(TenantAggregate):
         self._require_live()
         if self.consulting is None:
             raise NoTransferInProgress("no attended transfer is consulting")
-        self._cancel_transfer(consult_leg_id=self.consulting[1], at=_instant(at), fact_id=fact_id)
+        self._cancel_transfer(
+            consult_leg_id=self.consulting[1], at=aware(at, InvalidCall), fact_id=fact_id
+        )
 
     def join_conference(self, leg_id: str, at: datetime, fact_id: str | None = None) -> None:
         """The consult leg joins the agent and the customer in a three-way call (CC19)."""
@@ -858,7 +861,7 @@ class Call(TenantAggregate):
         _, consult_leg_id = self._answered_consult()
         if leg_id != consult_leg_id:
             raise NoTransferInProgress(f"leg {leg_id} is not the consult leg")
-        self._join_conference(leg_id=leg_id, at=_instant(at), fact_id=fact_id)
+        self._join_conference(leg_id=leg_id, at=aware(at, InvalidCall), fact_id=fact_id)
 
     def start_recording(self, recording_id: str, at: datetime, fact_id: str | None = None) -> None:
         """The switch started recording the call (AX10)."""
@@ -866,14 +869,16 @@ class Call(TenantAggregate):
             return
         self._require_live()
         self._start_recording(
-            recording_id=_required(recording_id, "recording id"), at=_instant(at), fact_id=fact_id
+            recording_id=checked_text(recording_id, "a recording id", 200, InvalidCall),
+            at=aware(at, InvalidCall),
+            fact_id=fact_id,
         )
 
     def stop_recording(self, recording_id: str, at: datetime, fact_id: str | None = None) -> None:
         # The switch reports a stop after the hang-up too: the end already stopped it.
         if self._seen(fact_id) or self._recording(recording_id).stopped_at is not None:
             return
-        self._stop_recording(recording_id=recording_id, at=_instant(at), fact_id=fact_id)
+        self._stop_recording(recording_id=recording_id, at=aware(at, InvalidCall), fact_id=fact_id)
 
     def store_recording(
         self,
@@ -898,11 +903,11 @@ class Call(TenantAggregate):
         meta = {str(k): str(v) for k, v in (metadata or {}).items()}
         self._store_recording(
             recording_id=recording_id,
-            uri=_required(uri, "recording uri"),
+            uri=checked_text(uri, "a recording uri", 200, InvalidCall),
             duration_seconds=float(duration_seconds),
             size_bytes=int(size_bytes),
             metadata=meta,
-            at=_instant(at),
+            at=aware(at, InvalidCall),
             fact_id=fact_id,
         )
 
@@ -922,13 +927,16 @@ class Call(TenantAggregate):
         if supervisor.leg_id in self.supervision:
             if self.supervision[supervisor.leg_id] != mode:
                 self._change_supervision(
-                    leg_id=supervisor.leg_id, mode=mode.value, at=_instant(at), fact_id=fact_id
+                    leg_id=supervisor.leg_id,
+                    mode=mode.value,
+                    at=aware(at, InvalidCall),
+                    fact_id=fact_id,
                 )
             return
         if self._known(supervisor):
             raise NotSupervising(f"leg {supervisor.leg_id} has left the call")
         self._start_supervision(
-            leg=supervisor.to_event(), mode=mode.value, at=_instant(at), fact_id=fact_id
+            leg=supervisor.to_event(), mode=mode.value, at=aware(at, InvalidCall), fact_id=fact_id
         )
 
     def end_supervision(self, leg_id: str, at: datetime, fact_id: str | None = None) -> None:
@@ -937,7 +945,7 @@ class Call(TenantAggregate):
         self._require_live()
         if leg_id not in self.supervision:
             raise NotSupervising(f"leg {leg_id} is not supervising this call")
-        self._end_supervision(leg_id=leg_id, at=_instant(at), fact_id=fact_id)
+        self._end_supervision(leg_id=leg_id, at=aware(at, InvalidCall), fact_id=fact_id)
 
     def hang_up(self, leg_id: str, cause: str, at: datetime, fact_id: str | None = None) -> None:
         """A leg hung up; the call ends with it when that leaves no conversation (see module)."""
@@ -949,7 +957,7 @@ class Call(TenantAggregate):
         # The switch reports every channel's hang-up, also those the call's end took down.
         if not leg.live:
             return
-        at, cause = _instant(at), _required(cause, "hang-up cause")
+        at, cause = aware(at, InvalidCall), checked_text(cause, "a hang-up cause", 200, InvalidCall)
         if not self._ends_call_when_leaving(leg):
             self._hang_up_leg(leg_id=leg_id, cause=cause, at=at, fact_id=fact_id)
             return
@@ -973,7 +981,10 @@ class Call(TenantAggregate):
             return
         self._require_live()
         self._end(
-            by_leg_id=None, cause=_required(cause, "end cause"), at=_instant(at), fact_id=fact_id
+            by_leg_id=None,
+            cause=checked_text(cause, "an end cause", 200, InvalidCall),
+            at=aware(at, InvalidCall),
+            fact_id=fact_id,
         )
 
     def force_end(self, supervisor_id: UUID, at: datetime, fact_id: str | None = None) -> None:
@@ -981,7 +992,7 @@ class Call(TenantAggregate):
         if self._seen(fact_id):
             return
         self._require_live()
-        at = _instant(at)
+        at = aware(at, InvalidCall)
         self._force_end(supervisor_id=supervisor_id, at=at, fact_id=fact_id)
         self._end(by_leg_id=None, cause="forced_by_supervisor", at=at, fact_id=fact_id)
 
@@ -1125,40 +1136,18 @@ def _valid_leg(spec: LegSpec, parties: set[PartyKind]) -> LegSpec:
     if spec.on_net is not None and spec.endpoint not in _NUMBER_ENDPOINTS:
         raise InvalidCall("on-net/off-net applies to phone numbers only")
     return LegSpec(
-        leg_id=_required(spec.leg_id, "leg id"),
+        leg_id=checked_text(spec.leg_id, "a leg id", 200, InvalidCall),
         party=party,
         endpoint=spec.endpoint,
-        address=_required(spec.address, "leg address"),
+        address=checked_text(spec.address, "a leg address", 200, InvalidCall),
         user_id=spec.user_id,
         on_net=spec.on_net,
     )
 
 
-def _required(value: str, what: str) -> str:
-    value = value.strip()
-    if not value or len(value) > 200:
-        raise InvalidCall(f"a {what} needs 1 to 200 characters")
-    return value
-
-
-def _instant(at: datetime) -> datetime:
-    # Naive times cannot be compared with the switch's aware ones; refuse them up front.
-    if at.tzinfo is None or at.utcoffset() is None:
-        raise InvalidCall("times must be timezone-aware")
-    return at
-
-
 def _seconds(start: datetime | None, end: datetime) -> float:
     # Facts can arrive slightly out of order; a duration is never negative.
     return 0.0 if start is None else max(0.0, (end - start).total_seconds())
-
-
-def _iso(at: datetime | None) -> str | None:
-    return None if at is None else at.isoformat()
-
-
-def _mode(mode: SupervisionMode | None) -> str | None:
-    return None if mode is None else mode.value
 
 
 class Calls(TenantApplication):
@@ -1197,7 +1186,7 @@ class Calls(TenantApplication):
 
     def _start(self, tenant_id: str, call_ref: str, start: Callable[[], Call]) -> UUID:
         # The id follows from the switch's call id: a repeated start fact finds the call.
-        call_id = Call.create_id(tenant_id, _required(call_ref, "call ref"))
+        call_id = Call.create_id(tenant_id, checked_text(call_ref, "a call ref", 200, InvalidCall))
         if call_id not in self.repository:
             self.save(start())
         return call_id
@@ -1422,10 +1411,10 @@ class Calls(TenantApplication):
             "hotline": call.hotline,
             "customer_number": call.customer_number,
             "started_at": call.started_at.isoformat(),
-            "answered_at": _iso(call.answered_at),
+            "answered_at": iso_or_none(call.answered_at),
             "answered_leg_id": call.answered_leg_id,
-            "ended_at": _iso(call.ended_at),
-            "queue_id": None if call.queue_id is None else str(call.queue_id),
+            "ended_at": iso_or_none(call.ended_at),
+            "queue_id": str_or_none(call.queue_id),
             "queues": [str(q) for q in call.queues],
             "ivr_path": [
                 {
@@ -1443,12 +1432,12 @@ class Calls(TenantApplication):
                     "party": leg.spec.party.value,
                     "endpoint": leg.spec.endpoint,
                     "address": leg.spec.address,
-                    "user_id": None if leg.spec.user_id is None else str(leg.spec.user_id),
+                    "user_id": str_or_none(leg.spec.user_id),
                     "on_net": leg.spec.on_net,
-                    "answered_at": _iso(leg.answered_at),
-                    "ended_at": _iso(leg.ended_at),
+                    "answered_at": iso_or_none(leg.answered_at),
+                    "ended_at": iso_or_none(leg.ended_at),
                     "muted": leg.muted,
-                    "supervision": _mode(call.supervision.get(leg.spec.leg_id)),
+                    "supervision": str_or_none(call.supervision.get(leg.spec.leg_id)),
                 }
                 for leg in call.legs.values()
             ],
@@ -1464,7 +1453,7 @@ class Calls(TenantApplication):
                 {
                     "recording_id": r.recording_id,
                     "started_at": r.started_at.isoformat(),
-                    "stopped_at": _iso(r.stopped_at),
+                    "stopped_at": iso_or_none(r.stopped_at),
                     "uri": r.uri,
                     "duration_seconds": r.duration_seconds,
                     "size_bytes": r.size_bytes,
@@ -1473,7 +1462,7 @@ class Calls(TenantApplication):
                 for r in call.recordings.values()
             ],
             "abandoned": call.abandoned,
-            "forced_by": None if call.forced_by is None else str(call.forced_by),
+            "forced_by": str_or_none(call.forced_by),
             "ended_by_leg_id": call.ended_by_leg_id,
             "end_cause": call.end_cause,
             "version": call.version,

@@ -28,6 +28,7 @@ from uuid import UUID
 from eventsourcing.domain import event
 
 from domain.base import DomainError, TenantAggregate, TenantApplication
+from domain.checks import aware, checked_enum, clean_name, iso_or_none
 from domain.phones import normalize_phone_number
 from domain.vocabulary import Channel
 
@@ -237,13 +238,14 @@ class Campaign(TenantAggregate):
 
     @classmethod
     def draft(cls, tenant_id: str, name: str, channel: Channel) -> Campaign:
-        try:
-            checked = Channel(channel)
-        except ValueError as e:
-            raise InvalidCampaign(str(e)) from None
+        checked = checked_enum(Channel, channel, InvalidCampaign)
         if checked not in CAMPAIGN_CHANNELS:
             raise InvalidCampaign(f"a campaign runs on {sorted(CAMPAIGN_CHANNELS)}")
-        return cls(tenant_id=tenant_id, name=_valid_name(name, "campaign name"), channel=checked)
+        return cls(
+            tenant_id=tenant_id,
+            name=clean_name(name, "a campaign name", 200, InvalidCampaign),
+            channel=checked,
+        )
 
     # Mutators.
 
@@ -325,7 +327,7 @@ class Campaign(TenantAggregate):
     # Configuration.
 
     def rename(self, name: str) -> None:
-        name = _valid_name(name, "campaign name")
+        name = clean_name(name, "a campaign name", 200, InvalidCampaign)
         if name != self.name:
             self._rename(name)
 
@@ -389,7 +391,7 @@ class Campaign(TenantAggregate):
 
     def schedule(self, at: datetime) -> None:
         """Ready to run: needs targets and a window that has not ended yet."""
-        at = _instant(at)
+        at = aware(at, InvalidCampaign)
         if self._already(CampaignStatus.SCHEDULED, CampaignStatus.DRAFT):
             return
         if not self.targets:
@@ -400,35 +402,35 @@ class Campaign(TenantAggregate):
 
     def start(self, at: datetime) -> None:
         if not self._already(CampaignStatus.RUNNING, CampaignStatus.SCHEDULED):
-            self._start(at=_instant(at))
+            self._start(at=aware(at, InvalidCampaign))
 
     def pause(self, at: datetime) -> None:
         if not self._already(CampaignStatus.PAUSED, CampaignStatus.RUNNING):
-            self._pause(at=_instant(at))
+            self._pause(at=aware(at, InvalidCampaign))
 
     def resume(self, at: datetime) -> None:
         if self.status is CampaignStatus.RUNNING:
             return
         self._require_status(CampaignStatus.PAUSED)
-        self._resume(at=_instant(at))
+        self._resume(at=aware(at, InvalidCampaign))
 
     def complete(self, at: datetime) -> None:
         if self.status is CampaignStatus.COMPLETED:
             return
         self._require_status(CampaignStatus.RUNNING, CampaignStatus.PAUSED)
-        self._complete(at=_instant(at))
+        self._complete(at=aware(at, InvalidCampaign))
 
     def cancel(self, at: datetime) -> None:
         if self.status is CampaignStatus.CANCELLED:
             return
         self._require_not_finished()
-        self._cancel(at=_instant(at))
+        self._cancel(at=aware(at, InvalidCampaign))
 
     # Targets' attempts and outcomes.
 
     def attempt(self, customer_id: UUID, at: datetime) -> int:
         """The runner starts contacting a target; returns the attempt's number."""
-        at = _instant(at)
+        at = aware(at, InvalidCampaign)
         self._require_status(CampaignStatus.RUNNING)
         target = self._target(customer_id)
         if target.status is not TargetStatus.PENDING:
@@ -440,7 +442,7 @@ class Campaign(TenantAggregate):
 
     def reached(self, customer_id: UUID, attempt: int, at: datetime) -> None:
         """The customer answered, or the message was delivered."""
-        at = _instant(at)
+        at = aware(at, InvalidCampaign)
         if self._outcome_known(customer_id, attempt):
             return
         self._reach(customer_id=customer_id, attempt=attempt, at=at)
@@ -450,8 +452,8 @@ class Campaign(TenantAggregate):
         self, customer_id: UUID, attempt: int, reason: str, at: datetime, retryable: bool = True
     ) -> None:
         """The attempt failed (busy, no answer, bounced...); retried while attempts remain."""
-        at = _instant(at)
-        reason = _valid_name(reason, "failure reason")
+        at = aware(at, InvalidCampaign)
+        reason = clean_name(reason, "a failure reason", 200, InvalidCampaign)
         if self._outcome_known(customer_id, attempt):
             return
         self._fail(customer_id=customer_id, attempt=attempt, reason=reason, at=at)
@@ -462,7 +464,7 @@ class Campaign(TenantAggregate):
 
     def opt_out(self, customer_id: UUID, at: datetime) -> None:
         """The customer asked not to be contacted (again); at any time, even when finished."""
-        at = _instant(at)
+        at = aware(at, InvalidCampaign)
         if self._target(customer_id).status is not TargetStatus.OPTED_OUT:
             self._opt_out(customer_id=customer_id, at=at)
             self._complete_when_done(at)
@@ -534,24 +536,17 @@ def _address_key(channel: Channel, address: str) -> str:
 
 
 def _valid_window(window: Window) -> Window:
-    starts_at, ends_at = _instant(window.starts_at), _instant(window.ends_at)
+    starts_at, ends_at = (
+        aware(window.starts_at, InvalidCampaign),
+        aware(window.ends_at, InvalidCampaign),
+    )
     if ends_at <= starts_at:
         raise InvalidCampaign("a window ends after it starts")
-    return Window(_valid_name(window.calendar_name, "calendar name"), starts_at, ends_at)
-
-
-def _valid_name(value: str, what: str) -> str:
-    value = " ".join(value.split())
-    if not value or len(value) > 200:
-        raise InvalidCampaign(f"a {what} needs 1 to 200 characters")
-    return value
-
-
-def _instant(at: datetime) -> datetime:
-    # Naive times cannot be compared with aware ones; refuse them at the door.
-    if at.tzinfo is None or at.utcoffset() is None:
-        raise InvalidCampaign("times must be timezone-aware")
-    return at
+    return Window(
+        clean_name(window.calendar_name, "a calendar name", 200, InvalidCampaign),
+        starts_at,
+        ends_at,
+    )
 
 
 class Campaigns(TenantApplication):
@@ -667,7 +662,7 @@ class Campaigns(TenantApplication):
         is_open: Callable[[str, datetime], bool],
     ) -> list[Contact]:
         campaign = self._campaign(tenant_id, campaign_id)
-        return next_targets(campaign, _instant(now), in_flight, is_open=is_open)
+        return next_targets(campaign, aware(now, InvalidCampaign), in_flight, is_open=is_open)
 
     def targets(self, tenant_id: str, campaign_id: UUID) -> list[dict[str, Any]]:
         return [
@@ -676,7 +671,7 @@ class Campaigns(TenantApplication):
                 "address": t.address,
                 "status": t.status.value,
                 "attempts": t.attempts,
-                "not_before": None if t.not_before is None else t.not_before.isoformat(),
+                "not_before": iso_or_none(t.not_before),
                 "last_failure": t.last_failure,
             }
             for t in self._campaign(tenant_id, campaign_id).targets.values()

@@ -38,12 +38,21 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID, uuid4
 
 from eventsourcing.domain import event
 
 from domain.base import DomainError, TenantAggregate, TenantApplication
+from domain.checks import (
+    aware,
+    checked_enum,
+    checked_text,
+    clean_name,
+    iso_or_none,
+    optional_text,
+    str_or_none,
+)
 from domain.vocabulary import Channel, Direction
 
 MAX_BODY = 100_000  # characters; larger email bodies belong in an attachment
@@ -53,8 +62,6 @@ MAX_ATTACHMENT_SIZE = 100 * 1024 * 1024
 MAX_TAGS = 20
 MAX_TAG = 50
 ATTACHMENT_FIELDS = ("name", "content_type", "size", "url")
-
-E = TypeVar("E", bound=StrEnum)
 
 
 class ConversationStatus(StrEnum):
@@ -272,7 +279,7 @@ class Conversation(TenantAggregate):
             return  # the same fact delivered again
         self._check_not_closed()
         body, files = _message(body, attachments)
-        self._receive(message_id, body, files, aware(at))
+        self._receive(message_id, body, files, fact_time(at))
         if self.status in (ConversationStatus.PENDING, ConversationStatus.RESOLVED):
             self._change_status(ConversationStatus.OPEN, self.status, by_customer=True)
 
@@ -300,7 +307,7 @@ class Conversation(TenantAggregate):
             and self.first_inbound_at is not None
             and self.first_response_at is None
         )
-        self._send(message_id, agent_id, body, files, template_id, first, aware(at))
+        self._send(message_id, agent_id, body, files, template_id, first, fact_time(at))
 
     def set_pending(self) -> None:
         """Waiting on the customer."""
@@ -381,43 +388,14 @@ class Conversation(TenantAggregate):
             raise ConversationClosed(f"conversation {self.id} is closed")
 
 
-def checked_text(
-    value: str | None,
-    what: str,
-    limit: int,
-    error: type[DomainError],
-    *,
-    required: bool = True,
-) -> str:
-    """`value` stripped, refused with `error` when empty (if required) or over `limit`."""
-    value = (value or "").strip()
-    if required and not value:
-        raise error(f"{what} cannot be empty")
-    if len(value) > limit:
-        raise error(f"{what} is at most {limit} characters")
-    return value
-
-
-def aware(at: datetime | None) -> datetime:
+def fact_time(at: datetime | None) -> datetime:
     """The time of a fact: given by the channel (timezone-aware), or now."""
-    if at is None:
-        return datetime.now(UTC)
-    if at.tzinfo is None or at.utcoffset() is None:
-        raise InvalidConversation("times must be timezone-aware")
-    return at
-
-
-def checked_enum(cls: type[E], value: E | str, error: type[DomainError]) -> E:
-    """`value` as a member of `cls`, refused with `error` naming the allowed values."""
-    try:
-        return cls(value)
-    except ValueError:
-        raise error(f"{cls.__name__} is one of {[str(m) for m in cls]}, not {value!r}") from None
+    return datetime.now(UTC) if at is None else aware(at, InvalidConversation)
 
 
 def normal_tag(tag: str, error: type[DomainError]) -> str:
     """Tags compare case- and spacing-insensitively: "  VIP  customer" is "vip customer"."""
-    return checked_text(" ".join(tag.split()).lower(), "a tag", MAX_TAG, error)
+    return clean_name(tag.lower(), "a tag", MAX_TAG, error)
 
 
 def _message_id(message_id: str) -> str:
@@ -487,13 +465,9 @@ class Conversations(TenantApplication):
             customer_id=customer_id,
             direction=direction,
             queue_id=queue_id,
-            subject=checked_text(subject, "a subject", 500, InvalidConversation, required=False)
-            or None,
-            thread_key=checked_text(
-                thread_key, "a thread key", 1000, InvalidConversation, required=False
-            )
-            or None,
-            at=aware(at),
+            subject=optional_text(subject, "a subject", 500, InvalidConversation),
+            thread_key=optional_text(thread_key, "a thread key", 1000, InvalidConversation),
+            at=fact_time(at),
         )
         self.save(conversation)
         return conversation.id
@@ -585,7 +559,7 @@ class Conversations(TenantApplication):
             "status": str(c.status),
             "assignee": str_or_none(c.assignee),
             "started_at": c.started_at.isoformat(),
-            "first_response_at": c.first_response_at.isoformat() if c.first_response_at else None,
+            "first_response_at": iso_or_none(c.first_response_at),
             "messages": [
                 {
                     **m,
@@ -607,8 +581,3 @@ class Conversations(TenantApplication):
         conversation: Conversation = self.get_owned(tenant_id, conversation_id, Conversation)
         command(conversation)
         self.save(conversation)
-
-
-def str_or_none(value: UUID | None) -> str | None:
-    """An optional id as a plain dict shows it."""
-    return str(value) if value is not None else None

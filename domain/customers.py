@@ -31,6 +31,7 @@ from uuid import UUID
 from eventsourcing.domain import event
 
 from domain.base import DomainError, TenantAggregate, TenantApplication
+from domain.checks import clean_name, str_or_none
 from domain.phones import normalize_phone_number
 
 IDENTITY_KINDS = frozenset({"phone", "email", "facebook", "chat"})
@@ -166,7 +167,7 @@ class Customer(TenantAggregate):
 
     def rename(self, name: str) -> None:
         self._check_live()
-        name = _valid_name(name)
+        name = clean_name(name, "a customer's name", 200, InvalidCustomer)
         if name != self.name:
             self._rename(name)
 
@@ -253,15 +254,6 @@ class Customer(TenantAggregate):
             raise CustomerMerged(self.id, self.merged_into)
 
 
-def _valid_name(name: str) -> str:
-    name = " ".join(name.split())
-    if not name:
-        raise InvalidCustomer("a customer needs a name")
-    if len(name) > 200:
-        raise InvalidCustomer("a customer's name is at most 200 characters")
-    return name
-
-
 def normal_identity(kind: str, value: str) -> tuple[str, str]:
     """An identity checked and in the form it is stored and looked up in (connectors too)."""
     if kind not in IDENTITY_KINDS:
@@ -325,7 +317,11 @@ class Customers(TenantApplication):
         checked = list(dict.fromkeys(normal_identity(k, v) for k, v in identities))
         if len(checked) > MAX_IDENTITIES:
             raise InvalidCustomer(f"a customer has at most {MAX_IDENTITIES} identities")
-        customer = Customer(tenant_id=tenant_id, name=_valid_name(name), identities=checked)
+        customer = Customer(
+            tenant_id=tenant_id,
+            name=clean_name(name, "a customer's name", 200, InvalidCustomer),
+            identities=checked,
+        )
         self.save(customer)
         return customer.id
 
@@ -394,7 +390,7 @@ class Customers(TenantApplication):
             "identities": [list(i) for i in customer.identities],
             **customer.profile(),
             "attributes": dict(customer.attributes),
-            "merged_into": str(customer.merged_into) if customer.merged_into else None,
+            "merged_into": str_or_none(customer.merged_into),
             "merged_from": [str(i) for i in customer.merged_from],
             "version": customer.version,
         }

@@ -23,6 +23,7 @@ from uuid import UUID
 from eventsourcing.domain import event
 
 from domain.base import DomainError, TenantAggregate, TenantApplication
+from domain.checks import checked_text, optional_text, str_or_none
 
 DTMF = frozenset("0123456789*#")
 MAX_NODES = 200
@@ -192,7 +193,7 @@ class IvrFlow(TenantAggregate):
 
     @classmethod
     def draft(cls, tenant_id: str, name: str) -> IvrFlow:
-        return cls(tenant_id=tenant_id, name=_valid_text(name, "flow name", 100))
+        return cls(tenant_id=tenant_id, name=checked_text(name, "a flow name", 100, InvalidFlow))
 
     @event(Renamed)
     def _rename(self, name: str) -> None:
@@ -225,7 +226,7 @@ class IvrFlow(TenantAggregate):
         self.draft_changed = False
 
     def rename(self, name: str) -> None:
-        name = _valid_text(name, "flow name", 100)
+        name = checked_text(name, "a flow name", 100, InvalidFlow)
         if name != self.name:
             self._rename(name)
 
@@ -307,11 +308,11 @@ def _valid_node(node: Node) -> Node:
     node = Node(
         **{
             **node.to_event(),
-            "node_id": _valid_text(node.node_id, "node id", 64),
+            "node_id": checked_text(node.node_id, "a node id", 64, InvalidFlow),
             "kind": NodeKind(node.kind),
-            "prompt": _optional_text(node.prompt, 2000),
-            "audio": _optional_text(node.audio, 200),
-            "extension": _optional_text(node.extension, 64),
+            "prompt": optional_text(node.prompt, "a prompt", 2000, InvalidFlow),
+            "audio": optional_text(node.audio, "an audio name", 200, InvalidFlow),
+            "extension": optional_text(node.extension, "an extension", 64, InvalidFlow),
             "choices": {k.strip(): v for k, v in node.choices.items()},
         }
     )
@@ -355,21 +356,6 @@ def _node_problems(node: Node) -> list[str]:
     elif kind is not NodeKind.AGENT and names_agent:
         problems.append("only an agent node names an agent or an extension")
     return problems
-
-
-def _valid_text(value: str, what: str, limit: int) -> str:
-    value = value.strip()
-    if not value or len(value) > limit:
-        raise InvalidFlow(f"a {what} needs 1 to {limit} characters")
-    return value
-
-
-def _optional_text(value: str | None, limit: int) -> str | None:
-    if value is None or not value.strip():
-        return None
-    if len(value.strip()) > limit:
-        raise InvalidFlow(f"at most {limit} characters")
-    return value.strip()
 
 
 class IvrFlows(TenantApplication):
@@ -434,5 +420,5 @@ class IvrFlows(TenantApplication):
 def _node_dict(node: Node) -> dict[str, Any]:
     data = node.to_event()
     for key in ("queue_id", "agent_id"):
-        data[key] = None if data[key] is None else str(data[key])
+        data[key] = str_or_none(data[key])
     return data

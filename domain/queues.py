@@ -25,6 +25,7 @@ from uuid import UUID
 from eventsourcing.domain import event
 
 from domain.base import DomainError, TenantAggregate, TenantApplication
+from domain.checks import clean_name, enum_values, str_or_none
 from domain.vocabulary import Channel, Presence, RoutingPolicy
 
 DEFAULT_RING_TIMEOUT_SECONDS = 20
@@ -230,7 +231,7 @@ class Queue(TenantAggregate):
     def create(cls, tenant_id: str, name: str, channels: Iterable[Channel]) -> Queue:
         return cls(
             tenant_id=tenant_id,
-            name=_valid_name(name, "queue name"),
+            name=clean_name(name, "a queue name", 100, InvalidQueue),
             channels=_valid_channels(channels),
         )
 
@@ -284,7 +285,7 @@ class Queue(TenantAggregate):
         self.pickup_groups = self.pickup_groups - {group}
 
     def rename(self, name: str) -> None:
-        name = _valid_name(name, "queue name")
+        name = clean_name(name, "a queue name", 100, InvalidQueue)
         if name != self.name:
             self._rename(name)
 
@@ -318,7 +319,7 @@ class Queue(TenantAggregate):
         if effective is RoutingPolicy.SKILL and not skills:
             raise InvalidQueue("skill routing needs at least one required skill")
         if department is not None:
-            department = _valid_name(department, "department", 64)
+            department = clean_name(department, "a department", 64, InvalidQueue)
         if effective is RoutingPolicy.DEPARTMENT and department is None:
             raise InvalidQueue("department routing needs a department")
         changed = (
@@ -378,7 +379,7 @@ class Queue(TenantAggregate):
             if when_closed is not None:
                 raise InvalidQueue("a queue open 24/7 has no closed destination")
         else:
-            calendar_name = _valid_name(calendar_name, "calendar name")
+            calendar_name = clean_name(calendar_name, "a calendar name", 100, InvalidQueue)
             if when_closed is None:
                 raise InvalidQueue("a scheduled queue needs a destination while closed")
         when_closed = self._valid_fallback(when_closed)
@@ -389,7 +390,7 @@ class Queue(TenantAggregate):
             )
 
     def add_pickup_group(self, group: str) -> None:
-        group = _valid_name(group, "pickup group", 64)
+        group = clean_name(group, "a pickup group", 64, InvalidQueue)
         if group not in self.pickup_groups:
             self._add_pickup_group(group)
 
@@ -421,22 +422,12 @@ class Queue(TenantAggregate):
             raise InvalidQueue(f"a {kind.value} destination names no queue")
         message = fallback.message
         if message is not None or kind is FallbackKind.MESSAGE:
-            message = _valid_name(message or "", "message", limit=1000)
+            message = clean_name(message or "", "a message", 1000, InvalidQueue)
         return Fallback(kind, message=message)
 
 
-def _valid_name(value: str, what: str, limit: int = 100) -> str:
-    value = " ".join(value.split())
-    if not value or len(value) > limit:
-        raise InvalidQueue(f"a {what} needs 1 to {limit} characters")
-    return value
-
-
 def _valid_channels(channels: Iterable[Channel]) -> list[str]:
-    try:
-        checked = sorted({Channel(c).value for c in channels})
-    except ValueError as e:
-        raise InvalidQueue(str(e)) from None
+    checked = enum_values(Channel, channels, InvalidQueue)
     if not checked:
         raise InvalidQueue("a queue serves at least one channel")
     return checked
@@ -446,7 +437,7 @@ def _valid_skills(skills: Mapping[str, int]) -> dict[str, int]:
     checked = {}
     for skill, level in skills.items():
         # Lower case, as domain.agents stores an agent's skills: matching is by name.
-        name = _valid_name(skill, "skill", 64).lower()
+        name = clean_name(skill, "a skill", 64, InvalidQueue).lower()
         if not isinstance(level, int) or not 1 <= level <= MAX_SKILL_LEVEL:
             raise InvalidQueue(f"skill {name} needs a level from 1 to {MAX_SKILL_LEVEL}")
         checked[name] = level
@@ -456,8 +447,11 @@ def _valid_skills(skills: Mapping[str, int]) -> dict[str, int]:
 def _fallback_dict(fallback: Fallback | None) -> dict[str, Any] | None:
     if fallback is None:
         return None
-    queue_id = None if fallback.queue_id is None else str(fallback.queue_id)
-    return {"kind": fallback.kind.value, "queue_id": queue_id, "message": fallback.message}
+    return {
+        "kind": fallback.kind.value,
+        "queue_id": str_or_none(fallback.queue_id),
+        "message": fallback.message,
+    }
 
 
 class Queues(TenantApplication):
@@ -562,9 +556,7 @@ class Queues(TenantApplication):
             "policy": queue.policy.value,
             "required_skills": dict(queue.required_skills),
             "department": queue.department,
-            "sticky_fallback": None
-            if queue.sticky_fallback is None
-            else queue.sticky_fallback.value,
+            "sticky_fallback": str_or_none(queue.sticky_fallback),
             "ring_timeout_seconds": queue.ring_timeout_seconds,
             "max_wait_seconds": queue.max_wait_seconds,
             "overflow": _fallback_dict(queue.overflow),

@@ -20,6 +20,7 @@ from uuid import UUID
 from eventsourcing.domain import event
 
 from domain.base import DomainError, TenantAggregate, TenantApplication
+from domain.checks import checked_enum, clean_name, str_or_none
 from domain.vocabulary import Channel, Priority
 
 MAX_TARGET_SECONDS = 365 * 24 * 3600
@@ -136,7 +137,7 @@ class SlaPolicy(TenantAggregate):
         default = _valid_targets(first_response_seconds, resolution_seconds)
         return cls(
             tenant_id=tenant_id,
-            name=_valid_name(name, "policy name"),
+            name=clean_name(name, "a policy name", 100, InvalidSlaPolicy),
             first_response_seconds=default.first_response_seconds,
             resolution_seconds=default.resolution_seconds,
         )
@@ -173,7 +174,7 @@ class SlaPolicy(TenantAggregate):
         self.warning_ratio = warning_ratio
 
     def rename(self, name: str) -> None:
-        name = _valid_name(name, "policy name")
+        name = clean_name(name, "a policy name", 100, InvalidSlaPolicy)
         if name != self.name:
             self._rename(name)
 
@@ -196,8 +197,8 @@ class SlaPolicy(TenantAggregate):
         targets = _valid_targets(first_response_seconds, resolution_seconds)
         if self.rows.get(key) != targets:
             self._set_targets(
-                priority=_value(key[0]),
-                channel=_value(key[1]),
+                priority=str_or_none(key[0]),
+                channel=str_or_none(key[1]),
                 first_response_seconds=targets.first_response_seconds,
                 resolution_seconds=targets.resolution_seconds,
             )
@@ -205,12 +206,12 @@ class SlaPolicy(TenantAggregate):
     def remove_targets(self, priority: Priority | None, channel: Channel | None) -> None:
         key = _key(priority, channel)
         if key in self.rows:
-            self._remove_targets(priority=_value(key[0]), channel=_value(key[1]))
+            self._remove_targets(priority=str_or_none(key[0]), channel=str_or_none(key[1]))
 
     def set_calendar(self, calendar_name: str | None) -> None:
         """Counts targets on the tenant's business calendar of this name; None is 24/7."""
         if calendar_name is not None:
-            calendar_name = _valid_name(calendar_name, "calendar name")
+            calendar_name = clean_name(calendar_name, "a calendar name", 100, InvalidSlaPolicy)
         if calendar_name != self.calendar_name:
             self._change_calendar(calendar_name)
 
@@ -226,17 +227,10 @@ class SlaPolicy(TenantAggregate):
 
 
 def _key(priority: Priority | str | None, channel: Channel | str | None) -> RowKey:
-    try:
-        return (
-            None if priority is None else Priority(priority),
-            None if channel is None else Channel(channel),
-        )
-    except ValueError as e:
-        raise InvalidSlaPolicy(str(e)) from None
-
-
-def _value(member: Priority | Channel | None) -> str | None:
-    return None if member is None else member.value
+    return (
+        None if priority is None else checked_enum(Priority, priority, InvalidSlaPolicy),
+        None if channel is None else checked_enum(Channel, channel, InvalidSlaPolicy),
+    )
 
 
 def _valid_targets(first_response_seconds: int, resolution_seconds: int) -> Targets:
@@ -246,13 +240,6 @@ def _valid_targets(first_response_seconds: int, resolution_seconds: int) -> Targ
     if resolution_seconds < first_response_seconds:
         raise InvalidSlaPolicy("resolution cannot be due before the first response")
     return Targets(first_response_seconds, resolution_seconds)
-
-
-def _valid_name(value: str, what: str) -> str:
-    value = " ".join(value.split())
-    if not value or len(value) > 100:
-        raise InvalidSlaPolicy(f"a {what} needs 1 to 100 characters")
-    return value
 
 
 class SlaPolicies(TenantApplication):
@@ -329,7 +316,7 @@ class SlaPolicies(TenantApplication):
                 _targets_dict(priority, channel, targets)
                 for (priority, channel), targets in sorted(
                     policy.rows.items(),
-                    key=lambda row: (_value(row[0][0]) or "", _value(row[0][1]) or ""),
+                    key=lambda row: (str_or_none(row[0][0]) or "", str_or_none(row[0][1]) or ""),
                 )
             ],
             "calendar_name": policy.calendar_name,
@@ -346,8 +333,8 @@ def _targets_dict(
     priority: Priority | None, channel: Channel | None, targets: Targets
 ) -> dict[str, Any]:
     return {
-        "priority": _value(priority),
-        "channel": _value(channel),
+        "priority": str_or_none(priority),
+        "channel": str_or_none(channel),
         "first_response_seconds": targets.first_response_seconds,
         "resolution_seconds": targets.resolution_seconds,
     }

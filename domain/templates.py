@@ -21,6 +21,7 @@ from uuid import UUID
 from eventsourcing.domain import event
 
 from domain.base import DomainError, TenantAggregate, TenantApplication
+from domain.checks import checked_enum, checked_text, clean_name, enum_values
 from domain.vocabulary import Channel
 
 MAX_BODY = 5000
@@ -129,9 +130,9 @@ class ReplyTemplate(TenantAggregate):
     ) -> ReplyTemplate:
         return cls(
             tenant_id=tenant_id,
-            name=_valid_name(name),
+            name=clean_name(name, "a template name", 100, InvalidTemplate),
             channels=_valid_channels(channels),
-            language=_valid_language(language),
+            language=checked_enum(Language, language, InvalidTemplate).value,
             body=_valid_body(body),
         )
 
@@ -157,7 +158,7 @@ class ReplyTemplate(TenantAggregate):
 
     def rename(self, name: str) -> None:
         self._require_active()
-        name = _valid_name(name)
+        name = clean_name(name, "a template name", 100, InvalidTemplate)
         if name != self.name:
             self._rename(name)
 
@@ -169,7 +170,7 @@ class ReplyTemplate(TenantAggregate):
 
     def change_language(self, language: Language) -> None:
         self._require_active()
-        checked = _valid_language(language)
+        checked = checked_enum(Language, language, InvalidTemplate).value
         if checked != self.language:
             self._change_language(checked)
 
@@ -188,36 +189,15 @@ class ReplyTemplate(TenantAggregate):
             raise TemplateArchived(f"template {self.name!r} is archived")
 
 
-def _valid_name(name: str) -> str:
-    name = " ".join(name.split())
-    if not name or len(name) > 100:
-        raise InvalidTemplate("a template name needs 1 to 100 characters")
-    return name
-
-
 def _valid_channels(channels: Iterable[Channel]) -> list[str]:
-    try:
-        checked = sorted({Channel(c).value for c in channels})
-    except ValueError as e:
-        raise InvalidTemplate(str(e)) from None
+    checked = enum_values(Channel, channels, InvalidTemplate)
     if not checked:
         raise InvalidTemplate("a template is offered on at least one channel")
     return checked
 
 
-def _valid_language(language: Language | str) -> str:
-    try:
-        return Language(language).value
-    except ValueError:
-        raise InvalidTemplate(
-            f"language must be one of {[lang.value for lang in Language]}"
-        ) from None
-
-
 def _valid_body(body: str) -> str:
-    body = body.strip()
-    if not body or len(body) > MAX_BODY:
-        raise InvalidTemplate(f"a template body needs 1 to {MAX_BODY} characters")
+    body = checked_text(body, "a template body", MAX_BODY, InvalidTemplate)
     unknown = [name for name in placeholders(body) if name not in PLACEHOLDERS]
     if unknown:
         raise InvalidTemplate(f"unknown placeholders {unknown}; allowed: {sorted(PLACEHOLDERS)}")

@@ -31,6 +31,7 @@ from domain.calendars import (
     calendar_from_builtins,
     calendar_to_builtins,
 )
+from domain.checks import checked_enum, clean_name
 from domain.phones import normalize_phone_number
 from domain.vocabulary import Package
 
@@ -126,19 +127,6 @@ class CalendarNotFound(NotFound):
     """The tenant has no calendar of that name."""
 
 
-def clean_name(value: str, what: str, max_length: int, error: type[DomainError]) -> str:
-    """A human-entered name with its whitespace collapsed, 1 to max_length characters.
-
-    Shared by domain.agents (names, departments, groups, reasons); raises `error`.
-    """
-    if not isinstance(value, str):
-        raise error(f"{what} must be text")
-    cleaned = " ".join(value.split())
-    if not cleaned or len(cleaned) > max_length:
-        raise error(f"{what} must be 1 to {max_length} characters")
-    return cleaned
-
-
 def valid_tenant_id(tenant_id: str) -> str:
     """The tenant's slug, checked: it becomes a subject token of the event store."""
     if not isinstance(tenant_id, str) or not _TENANT_ID.match(tenant_id):
@@ -153,13 +141,6 @@ def feature_order(feature: str) -> tuple[str, int]:
     """Sort key that reads like the catalogue: AX2 before AX10."""
     prefix = feature.rstrip("0123456789")
     return prefix, int(feature[len(prefix) :])
-
-
-def _package(value: Package | str) -> Package:
-    try:
-        return Package(value)
-    except ValueError:
-        raise InvalidTenant(f"package must be one of {[p.value for p in Package]}") from None
 
 
 def _feature(value: str) -> str:
@@ -229,7 +210,7 @@ class Tenant(TenantAggregate):
         cls, tenant_id: str, name: str, package: Package | str, hotlines: Iterable[str]
     ) -> Tenant:
         """A new active tenant with every non-add-on feature of its package enabled."""
-        chosen = _package(package)
+        chosen = checked_enum(Package, package, InvalidTenant)
         numbers = list(dict.fromkeys(normalize_phone_number(n, e164=True) for n in hotlines))
         if not numbers:
             raise NoHotline("a tenant is registered with at least one hotline (AX1)")
@@ -320,7 +301,7 @@ class Tenant(TenantAggregate):
 
     def change_package(self, package: Package | str) -> None:
         """Move to another package, disabling what it lacks and enabling what it adds."""
-        new = _package(package)
+        new = checked_enum(Package, package, InvalidTenant)
         if new is self.package:
             return
         # Features go first, so that no state in between has a feature outside its package.

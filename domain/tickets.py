@@ -35,13 +35,8 @@ from uuid import UUID, uuid4
 from eventsourcing.domain import event
 
 from domain.base import DomainError, TenantAggregate, TenantApplication
-from domain.conversations import (
-    NotAssigned,
-    StatusChangeRefused,
-    checked_enum,
-    checked_text,
-    str_or_none,
-)
+from domain.checks import checked_enum, checked_text, clean_name, str_or_none
+from domain.conversations import NotAssigned, StatusChangeRefused
 from domain.vocabulary import Priority
 
 MAX_TITLE = 200
@@ -296,7 +291,7 @@ class Ticket(TenantAggregate):
 
 
 def valid_title(title: str) -> str:
-    return checked_text(" ".join(title.split()), "a ticket title", MAX_TITLE, InvalidTicket)
+    return clean_name(title, "a ticket title", MAX_TITLE, InvalidTicket)
 
 
 def valid_description(description: str) -> str:
