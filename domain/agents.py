@@ -151,9 +151,12 @@ def _extension(value: str | None) -> str | None:
     return value
 
 
-def _skill(value: str) -> str:
-    # Lower case: skills are matched against what a queue requires (CC9), not displayed.
-    return clean_name(value, "a skill's name", 64, InvalidUser).lower()
+def skill_name(value: str, error: type[DomainError]) -> str:
+    """A skill as agents have it and queues require it (CC9): matched by this name.
+
+    Lower case, because skills are matched, not displayed.
+    """
+    return clean_name(value, "a skill's name", 64, error).lower()
 
 
 def _conversation(value: UUID | str) -> str:
@@ -422,7 +425,7 @@ class User(TenantAggregate):
 
     def set_skill(self, skill: str, level: int) -> None:
         """Give a skill a level from 1 (novice) to 10 (expert), for routing by skill (CC9)."""
-        name = _skill(skill)
+        name = skill_name(skill, InvalidUser)
         if type(level) is not int or not MIN_SKILL_LEVEL <= level <= MAX_SKILL_LEVEL:
             raise InvalidUser(
                 f"a skill level is a whole number {MIN_SKILL_LEVEL}-{MAX_SKILL_LEVEL}"
@@ -431,7 +434,7 @@ class User(TenantAggregate):
             self._set_skill(name, level)
 
     def remove_skill(self, skill: str) -> None:
-        name = _skill(skill)
+        name = skill_name(skill, InvalidUser)
         if name in self.skills:
             self._remove_skill(name)
 

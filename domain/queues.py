@@ -24,13 +24,13 @@ from uuid import UUID
 
 from eventsourcing.domain import event
 
+from domain.agents import MAX_SKILL_LEVEL, MIN_SKILL_LEVEL, skill_name
 from domain.base import DomainError, TenantAggregate, TenantApplication
 from domain.checks import clean_name, enum_values, str_or_none
 from domain.vocabulary import Channel, Presence, RoutingPolicy
 
 DEFAULT_RING_TIMEOUT_SECONDS = 20
 DEFAULT_MAX_WAIT_SECONDS = 300
-MAX_SKILL_LEVEL = 10
 
 
 class InvalidQueue(DomainError):
@@ -436,10 +436,11 @@ def _valid_channels(channels: Iterable[Channel]) -> list[str]:
 def _valid_skills(skills: Mapping[str, int]) -> dict[str, int]:
     checked = {}
     for skill, level in skills.items():
-        # Lower case, as domain.agents stores an agent's skills: matching is by name.
-        name = clean_name(skill, "a skill", 64, InvalidQueue).lower()
-        if not isinstance(level, int) or not 1 <= level <= MAX_SKILL_LEVEL:
-            raise InvalidQueue(f"skill {name} needs a level from 1 to {MAX_SKILL_LEVEL}")
+        name = skill_name(skill, InvalidQueue)
+        if not isinstance(level, int) or not MIN_SKILL_LEVEL <= level <= MAX_SKILL_LEVEL:
+            raise InvalidQueue(
+                f"skill {name} needs a level from {MIN_SKILL_LEVEL} to {MAX_SKILL_LEVEL}"
+            )
         checked[name] = level
     return checked
 
