@@ -594,83 +594,53 @@ class Agents(TenantApplication):
     def set_role(
         self, tenant_id: str, user_id: UUID, role: Role | str, *, package: Package
     ) -> None:
-        user = self._get(tenant_id, user_id)
-        user.set_role(role, package=package)
-        self.save(user)
+        self.change(tenant_id, user_id, User, lambda u: u.set_role(role, package=package))
 
     def set_extension(self, tenant_id: str, user_id: UUID, extension: str | None) -> None:
-        user = self._get(tenant_id, user_id)
-        user.set_extension(extension)
-        self.save(user)
+        self.change(tenant_id, user_id, User, lambda u: u.set_extension(extension))
 
     def add_endpoint(
         self, tenant_id: str, user_id: UUID, kind: EndpointKind | str, address: str = ""
     ) -> None:
-        user = self._get(tenant_id, user_id)
-        user.add_endpoint(kind, address)
-        self.save(user)
+        self.change(tenant_id, user_id, User, lambda u: u.add_endpoint(kind, address))
 
     def remove_endpoint(
         self, tenant_id: str, user_id: UUID, kind: EndpointKind | str, address: str = ""
     ) -> None:
-        user = self._get(tenant_id, user_id)
-        user.remove_endpoint(kind, address)
-        self.save(user)
+        self.change(tenant_id, user_id, User, lambda u: u.remove_endpoint(kind, address))
 
     def set_skill(self, tenant_id: str, user_id: UUID, skill: str, level: int) -> None:
-        user = self._get(tenant_id, user_id)
-        user.set_skill(skill, level)
-        self.save(user)
+        self.change(tenant_id, user_id, User, lambda u: u.set_skill(skill, level))
 
     def remove_skill(self, tenant_id: str, user_id: UUID, skill: str) -> None:
-        user = self._get(tenant_id, user_id)
-        user.remove_skill(skill)
-        self.save(user)
+        self.change(tenant_id, user_id, User, lambda u: u.remove_skill(skill))
 
     def join_department(self, tenant_id: str, user_id: UUID, department: str) -> None:
-        user = self._get(tenant_id, user_id)
-        user.join_department(department)
-        self.save(user)
+        self.change(tenant_id, user_id, User, lambda u: u.join_department(department))
 
     def leave_department(self, tenant_id: str, user_id: UUID, department: str) -> None:
-        user = self._get(tenant_id, user_id)
-        user.leave_department(department)
-        self.save(user)
+        self.change(tenant_id, user_id, User, lambda u: u.leave_department(department))
 
     def join_pickup_group(self, tenant_id: str, user_id: UUID, group: str) -> None:
-        user = self._get(tenant_id, user_id)
-        user.join_pickup_group(group)
-        self.save(user)
+        self.change(tenant_id, user_id, User, lambda u: u.join_pickup_group(group))
 
     def leave_pickup_group(self, tenant_id: str, user_id: UUID, group: str) -> None:
-        user = self._get(tenant_id, user_id)
-        user.leave_pickup_group(group)
-        self.save(user)
+        self.change(tenant_id, user_id, User, lambda u: u.leave_pickup_group(group))
 
     def go_available(self, tenant_id: str, user_id: UUID) -> None:
-        user = self._get(tenant_id, user_id)
-        user.go_available()
-        self.save(user)
+        self.change(tenant_id, user_id, User, User.go_available)
 
     def take_break(self, tenant_id: str, user_id: UUID, reason: str) -> None:
-        user = self._get(tenant_id, user_id)
-        user.take_break(reason)
-        self.save(user)
+        self.change(tenant_id, user_id, User, lambda u: u.take_break(reason))
 
     def go_offline(self, tenant_id: str, user_id: UUID, reason: str = "") -> None:
-        user = self._get(tenant_id, user_id)
-        user.go_offline(reason)
-        self.save(user)
+        self.change(tenant_id, user_id, User, lambda u: u.go_offline(reason))
 
     def offer(self, tenant_id: str, user_id: UUID, conversation_id: UUID | str) -> None:
-        user = self._get(tenant_id, user_id)
-        user.offer(conversation_id)
-        self.save(user)
+        self.change(tenant_id, user_id, User, lambda u: u.offer(conversation_id))
 
     def answer(self, tenant_id: str, user_id: UUID, conversation_id: UUID | str) -> None:
-        user = self._get(tenant_id, user_id)
-        user.answer(conversation_id)
-        self.save(user)
+        self.change(tenant_id, user_id, User, lambda u: u.answer(conversation_id))
 
     def decline_offer(
         self,
@@ -679,14 +649,10 @@ class Agents(TenantApplication):
         conversation_id: UUID | str,
         reason: str = "rejected",
     ) -> None:
-        user = self._get(tenant_id, user_id)
-        user.decline_offer(conversation_id, reason)
-        self.save(user)
+        self.change(tenant_id, user_id, User, lambda u: u.decline_offer(conversation_id, reason))
 
     def start_interaction(self, tenant_id: str, user_id: UUID, conversation_id: UUID | str) -> None:
-        user = self._get(tenant_id, user_id)
-        user.start_interaction(conversation_id)
-        self.save(user)
+        self.change(tenant_id, user_id, User, lambda u: u.start_interaction(conversation_id))
 
     def end_interaction(
         self,
@@ -695,27 +661,19 @@ class Agents(TenantApplication):
         conversation_id: UUID | str,
         wrap_up: bool = True,
     ) -> None:
-        user = self._get(tenant_id, user_id)
-        user.end_interaction(conversation_id, wrap_up)
-        self.save(user)
+        self.change(tenant_id, user_id, User, lambda u: u.end_interaction(conversation_id, wrap_up))
 
     def finish_wrap_up(self, tenant_id: str, user_id: UUID) -> None:
-        user = self._get(tenant_id, user_id)
-        user.finish_wrap_up()
-        self.save(user)
+        self.change(tenant_id, user_id, User, User.finish_wrap_up)
 
     def deactivate(self, tenant_id: str, user_id: UUID, reason: str = "") -> None:
-        user = self._get(tenant_id, user_id)
-        user.deactivate(reason)
-        self.save(user)
+        self.change(tenant_id, user_id, User, lambda u: u.deactivate(reason))
 
     def reactivate(self, tenant_id: str, user_id: UUID) -> None:
-        user = self._get(tenant_id, user_id)
-        user.reactivate()
-        self.save(user)
+        self.change(tenant_id, user_id, User, User.reactivate)
 
     def get(self, tenant_id: str, user_id: UUID) -> dict[str, object]:
-        user = self._get(tenant_id, user_id)
+        user = self.get_owned(tenant_id, user_id, User)
         return {
             "id": str(user.id),
             "tenant_id": user.tenant_id,
@@ -734,7 +692,3 @@ class Agents(TenantApplication):
             "active": user.active,
             "version": user.version,
         }
-
-    def _get(self, tenant_id: str, user_id: UUID) -> User:
-        user: User = self.get_owned(tenant_id, user_id, User)
-        return user

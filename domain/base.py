@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -28,6 +29,10 @@ class TenantAggregate(Aggregate):
     tenant_id: str
 
 
+A = TypeVar("A", bound=TenantAggregate)
+R = TypeVar("R")
+
+
 class TenantApplication(Application[UUID]):
     """Saves each aggregate's events under its tenant's subjects in the event store.
 
@@ -43,7 +48,7 @@ class TenantApplication(Application[UUID]):
             kwargs["tenant_id"] = tenants.pop()
         return super().save(*objs, **kwargs)
 
-    def get_owned(self, tenant_id: str, aggregate_id: UUID, cls: type[TenantAggregate]) -> Any:
+    def get_owned(self, tenant_id: str, aggregate_id: UUID, cls: type[A]) -> A:
         """Load an aggregate, as NotFound unless it is of this type and this tenant."""
         try:
             aggregate: Aggregate = self.repository.get(aggregate_id)
@@ -52,3 +57,16 @@ class TenantApplication(Application[UUID]):
         if not isinstance(aggregate, cls) or aggregate.tenant_id != tenant_id:
             raise NotFound(f"{cls.__name__} {aggregate_id} not found")
         return aggregate
+
+    def change(
+        self, tenant_id: str, aggregate_id: UUID, cls: type[A], command: Callable[[A], R]
+    ) -> R:
+        """Load an owned aggregate, run one command on it and save what it recorded.
+
+        Most application verbs are this and nothing else; the command's result (an
+        attempt number, a summary) is returned to the caller.
+        """
+        aggregate = self.get_owned(tenant_id, aggregate_id, cls)
+        result = command(aggregate)
+        self.save(aggregate)
+        return result

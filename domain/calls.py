@@ -1199,9 +1199,7 @@ class Calls(TenantApplication):
         at: datetime,
         fact_id: str | None = None,
     ) -> None:
-        call = self._call(tenant_id, call_id)
-        call.offer_to_queue(queue_id, at, fact_id)
-        self.save(call)
+        self.change(tenant_id, call_id, Call, lambda c: c.offer_to_queue(queue_id, at, fact_id))
 
     def ivr_step(
         self,
@@ -1214,49 +1212,40 @@ class Calls(TenantApplication):
         at: datetime,
         fact_id: str | None = None,
     ) -> None:
-        call = self._call(tenant_id, call_id)
-        call.ivr_step(flow_id, flow_version, node_id, digits, at, fact_id)
-        self.save(call)
+        self.change(
+            tenant_id,
+            call_id,
+            Call,
+            lambda c: c.ivr_step(flow_id, flow_version, node_id, digits, at, fact_id),
+        )
 
     def ring_agent(
         self, tenant_id: str, call_id: UUID, leg: LegSpec, at: datetime, fact_id: str | None = None
     ) -> None:
-        call = self._call(tenant_id, call_id)
-        call.ring_agent(leg, at, fact_id)
-        self.save(call)
+        self.change(tenant_id, call_id, Call, lambda c: c.ring_agent(leg, at, fact_id))
 
     def answer(
         self, tenant_id: str, call_id: UUID, leg_id: str, at: datetime, fact_id: str | None = None
     ) -> None:
-        call = self._call(tenant_id, call_id)
-        call.answer(leg_id, at, fact_id)
-        self.save(call)
+        self.change(tenant_id, call_id, Call, lambda c: c.answer(leg_id, at, fact_id))
 
     def hold(self, tenant_id: str, call_id: UUID, at: datetime, fact_id: str | None = None) -> None:
-        call = self._call(tenant_id, call_id)
-        call.hold(at, fact_id)
-        self.save(call)
+        self.change(tenant_id, call_id, Call, lambda c: c.hold(at, fact_id))
 
     def resume(
         self, tenant_id: str, call_id: UUID, at: datetime, fact_id: str | None = None
     ) -> None:
-        call = self._call(tenant_id, call_id)
-        call.resume(at, fact_id)
-        self.save(call)
+        self.change(tenant_id, call_id, Call, lambda c: c.resume(at, fact_id))
 
     def mute(
         self, tenant_id: str, call_id: UUID, leg_id: str, at: datetime, fact_id: str | None = None
     ) -> None:
-        call = self._call(tenant_id, call_id)
-        call.mute(leg_id, at, fact_id)
-        self.save(call)
+        self.change(tenant_id, call_id, Call, lambda c: c.mute(leg_id, at, fact_id))
 
     def unmute(
         self, tenant_id: str, call_id: UUID, leg_id: str, at: datetime, fact_id: str | None = None
     ) -> None:
-        call = self._call(tenant_id, call_id)
-        call.unmute(leg_id, at, fact_id)
-        self.save(call)
+        self.change(tenant_id, call_id, Call, lambda c: c.unmute(leg_id, at, fact_id))
 
     def transfer_blind(
         self,
@@ -1267,9 +1256,9 @@ class Calls(TenantApplication):
         at: datetime,
         fact_id: str | None = None,
     ) -> None:
-        call = self._call(tenant_id, call_id)
-        call.transfer_blind(from_leg_id, to, at, fact_id)
-        self.save(call)
+        self.change(
+            tenant_id, call_id, Call, lambda c: c.transfer_blind(from_leg_id, to, at, fact_id)
+        )
 
     def transfer_attended_begin(
         self,
@@ -1280,30 +1269,27 @@ class Calls(TenantApplication):
         at: datetime,
         fact_id: str | None = None,
     ) -> None:
-        call = self._call(tenant_id, call_id)
-        call.transfer_attended_begin(from_leg_id, consult, at, fact_id)
-        self.save(call)
+        self.change(
+            tenant_id,
+            call_id,
+            Call,
+            lambda c: c.transfer_attended_begin(from_leg_id, consult, at, fact_id),
+        )
 
     def transfer_attended_complete(
         self, tenant_id: str, call_id: UUID, at: datetime, fact_id: str | None = None
     ) -> None:
-        call = self._call(tenant_id, call_id)
-        call.transfer_attended_complete(at, fact_id)
-        self.save(call)
+        self.change(tenant_id, call_id, Call, lambda c: c.transfer_attended_complete(at, fact_id))
 
     def transfer_attended_cancel(
         self, tenant_id: str, call_id: UUID, at: datetime, fact_id: str | None = None
     ) -> None:
-        call = self._call(tenant_id, call_id)
-        call.transfer_attended_cancel(at, fact_id)
-        self.save(call)
+        self.change(tenant_id, call_id, Call, lambda c: c.transfer_attended_cancel(at, fact_id))
 
     def join_conference(
         self, tenant_id: str, call_id: UUID, leg_id: str, at: datetime, fact_id: str | None = None
     ) -> None:
-        call = self._call(tenant_id, call_id)
-        call.join_conference(leg_id, at, fact_id)
-        self.save(call)
+        self.change(tenant_id, call_id, Call, lambda c: c.join_conference(leg_id, at, fact_id))
 
     def start_recording(
         self,
@@ -1313,9 +1299,9 @@ class Calls(TenantApplication):
         at: datetime,
         fact_id: str | None = None,
     ) -> None:
-        call = self._call(tenant_id, call_id)
-        call.start_recording(recording_id, at, fact_id)
-        self.save(call)
+        self.change(
+            tenant_id, call_id, Call, lambda c: c.start_recording(recording_id, at, fact_id)
+        )
 
     def stop_recording(
         self,
@@ -1325,9 +1311,7 @@ class Calls(TenantApplication):
         at: datetime,
         fact_id: str | None = None,
     ) -> None:
-        call = self._call(tenant_id, call_id)
-        call.stop_recording(recording_id, at, fact_id)
-        self.save(call)
+        self.change(tenant_id, call_id, Call, lambda c: c.stop_recording(recording_id, at, fact_id))
 
     def store_recording(
         self,
@@ -1341,9 +1325,14 @@ class Calls(TenantApplication):
         metadata: Mapping[str, str] | None = None,
         fact_id: str | None = None,
     ) -> None:
-        call = self._call(tenant_id, call_id)
-        call.store_recording(recording_id, uri, duration_seconds, size_bytes, at, metadata, fact_id)
-        self.save(call)
+        self.change(
+            tenant_id,
+            call_id,
+            Call,
+            lambda c: c.store_recording(
+                recording_id, uri, duration_seconds, size_bytes, at, metadata, fact_id
+            ),
+        )
 
     def supervise(
         self,
@@ -1354,16 +1343,12 @@ class Calls(TenantApplication):
         at: datetime,
         fact_id: str | None = None,
     ) -> None:
-        call = self._call(tenant_id, call_id)
-        call.supervise(supervisor, mode, at, fact_id)
-        self.save(call)
+        self.change(tenant_id, call_id, Call, lambda c: c.supervise(supervisor, mode, at, fact_id))
 
     def end_supervision(
         self, tenant_id: str, call_id: UUID, leg_id: str, at: datetime, fact_id: str | None = None
     ) -> None:
-        call = self._call(tenant_id, call_id)
-        call.end_supervision(leg_id, at, fact_id)
-        self.save(call)
+        self.change(tenant_id, call_id, Call, lambda c: c.end_supervision(leg_id, at, fact_id))
 
     def hang_up(
         self,
@@ -1374,16 +1359,12 @@ class Calls(TenantApplication):
         at: datetime,
         fact_id: str | None = None,
     ) -> None:
-        call = self._call(tenant_id, call_id)
-        call.hang_up(leg_id, cause, at, fact_id)
-        self.save(call)
+        self.change(tenant_id, call_id, Call, lambda c: c.hang_up(leg_id, cause, at, fact_id))
 
     def end(
         self, tenant_id: str, call_id: UUID, cause: str, at: datetime, fact_id: str | None = None
     ) -> None:
-        call = self._call(tenant_id, call_id)
-        call.end(cause, at, fact_id)
-        self.save(call)
+        self.change(tenant_id, call_id, Call, lambda c: c.end(cause, at, fact_id))
 
     def force_end(
         self,
@@ -1393,16 +1374,14 @@ class Calls(TenantApplication):
         at: datetime,
         fact_id: str | None = None,
     ) -> None:
-        call = self._call(tenant_id, call_id)
-        call.force_end(supervisor_id, at, fact_id)
-        self.save(call)
+        self.change(tenant_id, call_id, Call, lambda c: c.force_end(supervisor_id, at, fact_id))
 
     def usage(self, tenant_id: str, call_id: UUID) -> dict[str, Any]:
         """Billing's view of an ended call (PR4, PR6)."""
-        return self._call(tenant_id, call_id).usage().as_dict()
+        return self.get_owned(tenant_id, call_id, Call).usage().as_dict()
 
     def get(self, tenant_id: str, call_id: UUID) -> dict[str, Any]:
-        call = self._call(tenant_id, call_id)
+        call = self.get_owned(tenant_id, call_id, Call)
         return {
             "id": str(call.id),
             "tenant_id": call.tenant_id,
@@ -1467,7 +1446,3 @@ class Calls(TenantApplication):
             "end_cause": call.end_cause,
             "version": call.version,
         }
-
-    def _call(self, tenant_id: str, call_id: UUID) -> Call:
-        call: Call = self.get_owned(tenant_id, call_id, Call)
-        return call

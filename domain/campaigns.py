@@ -560,79 +560,58 @@ class Campaigns(TenantApplication):
         return campaign.id
 
     def rename(self, tenant_id: str, campaign_id: UUID, name: str) -> None:
-        campaign = self._campaign(tenant_id, campaign_id)
-        campaign.rename(name)
-        self.save(campaign)
+        self.change(tenant_id, campaign_id, Campaign, lambda c: c.rename(name))
 
     def add_targets(
         self, tenant_id: str, campaign_id: UUID, targets: Iterable[tuple[UUID, str]]
     ) -> dict[str, Any]:
-        campaign = self._campaign(tenant_id, campaign_id)
-        summary = campaign.add_targets(targets)
-        self.save(campaign)
-        return summary
+        return self.change(tenant_id, campaign_id, Campaign, lambda c: c.add_targets(targets))
 
     def set_schedule(self, tenant_id: str, campaign_id: UUID, windows: Sequence[Window]) -> None:
-        campaign = self._campaign(tenant_id, campaign_id)
-        campaign.set_schedule(windows)
-        self.save(campaign)
+        self.change(tenant_id, campaign_id, Campaign, lambda c: c.set_schedule(windows))
 
     def set_pacing(
         self, tenant_id: str, campaign_id: UUID, max_concurrent: int, per_minute: int
     ) -> None:
-        campaign = self._campaign(tenant_id, campaign_id)
-        campaign.set_pacing(max_concurrent, per_minute)
-        self.save(campaign)
+        self.change(
+            tenant_id, campaign_id, Campaign, lambda c: c.set_pacing(max_concurrent, per_minute)
+        )
 
     def set_retry_policy(
         self, tenant_id: str, campaign_id: UUID, max_attempts: int, retry_after_seconds: int
     ) -> None:
-        campaign = self._campaign(tenant_id, campaign_id)
-        campaign.set_retry_policy(max_attempts, retry_after_seconds)
-        self.save(campaign)
+        self.change(
+            tenant_id,
+            campaign_id,
+            Campaign,
+            lambda c: c.set_retry_policy(max_attempts, retry_after_seconds),
+        )
 
     def schedule(self, tenant_id: str, campaign_id: UUID, at: datetime) -> None:
-        campaign = self._campaign(tenant_id, campaign_id)
-        campaign.schedule(at)
-        self.save(campaign)
+        self.change(tenant_id, campaign_id, Campaign, lambda c: c.schedule(at))
 
     def start(self, tenant_id: str, campaign_id: UUID, at: datetime) -> None:
-        campaign = self._campaign(tenant_id, campaign_id)
-        campaign.start(at)
-        self.save(campaign)
+        self.change(tenant_id, campaign_id, Campaign, lambda c: c.start(at))
 
     def pause(self, tenant_id: str, campaign_id: UUID, at: datetime) -> None:
-        campaign = self._campaign(tenant_id, campaign_id)
-        campaign.pause(at)
-        self.save(campaign)
+        self.change(tenant_id, campaign_id, Campaign, lambda c: c.pause(at))
 
     def resume(self, tenant_id: str, campaign_id: UUID, at: datetime) -> None:
-        campaign = self._campaign(tenant_id, campaign_id)
-        campaign.resume(at)
-        self.save(campaign)
+        self.change(tenant_id, campaign_id, Campaign, lambda c: c.resume(at))
 
     def complete(self, tenant_id: str, campaign_id: UUID, at: datetime) -> None:
-        campaign = self._campaign(tenant_id, campaign_id)
-        campaign.complete(at)
-        self.save(campaign)
+        self.change(tenant_id, campaign_id, Campaign, lambda c: c.complete(at))
 
     def cancel(self, tenant_id: str, campaign_id: UUID, at: datetime) -> None:
-        campaign = self._campaign(tenant_id, campaign_id)
-        campaign.cancel(at)
-        self.save(campaign)
+        self.change(tenant_id, campaign_id, Campaign, lambda c: c.cancel(at))
 
     def attempt(self, tenant_id: str, campaign_id: UUID, customer_id: UUID, at: datetime) -> int:
-        campaign = self._campaign(tenant_id, campaign_id)
-        attempt = campaign.attempt(customer_id, at)
-        self.save(campaign)
-        return attempt
+        return self.change(tenant_id, campaign_id, Campaign, lambda c: c.attempt(customer_id, at))
 
     def reached(
         self, tenant_id: str, campaign_id: UUID, customer_id: UUID, attempt: int, at: datetime
     ) -> None:
-        campaign = self._campaign(tenant_id, campaign_id)
-        campaign.reached(customer_id, attempt, at)
-        self.save(campaign)
+        self.change(tenant_id, campaign_id, Campaign, lambda c: c.reached(customer_id, attempt, at))
 
     def failed(
         self,
@@ -644,14 +623,15 @@ class Campaigns(TenantApplication):
         at: datetime,
         retryable: bool = True,
     ) -> None:
-        campaign = self._campaign(tenant_id, campaign_id)
-        campaign.failed(customer_id, attempt, reason, at, retryable)
-        self.save(campaign)
+        self.change(
+            tenant_id,
+            campaign_id,
+            Campaign,
+            lambda c: c.failed(customer_id, attempt, reason, at, retryable),
+        )
 
     def opt_out(self, tenant_id: str, campaign_id: UUID, customer_id: UUID, at: datetime) -> None:
-        campaign = self._campaign(tenant_id, campaign_id)
-        campaign.opt_out(customer_id, at)
-        self.save(campaign)
+        self.change(tenant_id, campaign_id, Campaign, lambda c: c.opt_out(customer_id, at))
 
     def next_targets(
         self,
@@ -661,7 +641,7 @@ class Campaigns(TenantApplication):
         in_flight: int,
         is_open: Callable[[str, datetime], bool],
     ) -> list[Contact]:
-        campaign = self._campaign(tenant_id, campaign_id)
+        campaign = self.get_owned(tenant_id, campaign_id, Campaign)
         return next_targets(campaign, aware(now, InvalidCampaign), in_flight, is_open=is_open)
 
     def targets(self, tenant_id: str, campaign_id: UUID) -> list[dict[str, Any]]:
@@ -674,11 +654,11 @@ class Campaigns(TenantApplication):
                 "not_before": iso_or_none(t.not_before),
                 "last_failure": t.last_failure,
             }
-            for t in self._campaign(tenant_id, campaign_id).targets.values()
+            for t in self.get_owned(tenant_id, campaign_id, Campaign).targets.values()
         ]
 
     def get(self, tenant_id: str, campaign_id: UUID) -> dict[str, Any]:
-        campaign = self._campaign(tenant_id, campaign_id)
+        campaign = self.get_owned(tenant_id, campaign_id, Campaign)
         return {
             "id": str(campaign.id),
             "tenant_id": campaign.tenant_id,
@@ -700,7 +680,3 @@ class Campaigns(TenantApplication):
             "progress": campaign.progress(),
             "version": campaign.version,
         }
-
-    def _campaign(self, tenant_id: str, campaign_id: UUID) -> Campaign:
-        campaign: Campaign = self.get_owned(tenant_id, campaign_id, Campaign)
-        return campaign

@@ -35,7 +35,7 @@ Messages sent without an agent (auto-acknowledgements) never count as a response
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -481,9 +481,10 @@ class Conversations(TenantApplication):
         attachments: Iterable[Mapping[str, Any]] = (),
         at: datetime | None = None,
     ) -> None:
-        self._do(
+        self.change(
             tenant_id,
             conversation_id,
+            Conversation,
             lambda c: c.receive_message(message_id, body, attachments, at),
         )
 
@@ -498,36 +499,37 @@ class Conversations(TenantApplication):
         template_id: UUID | None = None,
         at: datetime | None = None,
     ) -> None:
-        self._do(
+        self.change(
             tenant_id,
             conversation_id,
+            Conversation,
             lambda c: c.send_message(message_id, agent_id, body, attachments, template_id, at),
         )
 
     def set_pending(self, tenant_id: str, conversation_id: UUID) -> None:
-        self._do(tenant_id, conversation_id, Conversation.set_pending)
+        self.change(tenant_id, conversation_id, Conversation, Conversation.set_pending)
 
     def resolve(self, tenant_id: str, conversation_id: UUID) -> None:
-        self._do(tenant_id, conversation_id, Conversation.resolve)
+        self.change(tenant_id, conversation_id, Conversation, Conversation.resolve)
 
     def reopen(self, tenant_id: str, conversation_id: UUID) -> None:
-        self._do(tenant_id, conversation_id, Conversation.reopen)
+        self.change(tenant_id, conversation_id, Conversation, Conversation.reopen)
 
     def close_conversation(self, tenant_id: str, conversation_id: UUID) -> None:
         # Not `close`: that is Application.close(), which shuts the application down.
-        self._do(tenant_id, conversation_id, Conversation.close)
+        self.change(tenant_id, conversation_id, Conversation, Conversation.close)
 
     def assign(self, tenant_id: str, conversation_id: UUID, agent_id: UUID) -> None:
-        self._do(tenant_id, conversation_id, lambda c: c.assign(agent_id))
+        self.change(tenant_id, conversation_id, Conversation, lambda c: c.assign(agent_id))
 
     def transfer(self, tenant_id: str, conversation_id: UUID, to_agent_id: UUID) -> None:
-        self._do(tenant_id, conversation_id, lambda c: c.transfer(to_agent_id))
+        self.change(tenant_id, conversation_id, Conversation, lambda c: c.transfer(to_agent_id))
 
     def unassign(self, tenant_id: str, conversation_id: UUID) -> None:
-        self._do(tenant_id, conversation_id, Conversation.unassign)
+        self.change(tenant_id, conversation_id, Conversation, Conversation.unassign)
 
     def move_to_queue(self, tenant_id: str, conversation_id: UUID, queue_id: UUID) -> None:
-        self._do(tenant_id, conversation_id, lambda c: c.move_to_queue(queue_id))
+        self.change(tenant_id, conversation_id, Conversation, lambda c: c.move_to_queue(queue_id))
 
     def add_note(
         self,
@@ -537,16 +539,18 @@ class Conversations(TenantApplication):
         body: str,
         note_id: UUID | None = None,
     ) -> None:
-        self._do(tenant_id, conversation_id, lambda c: c.add_note(author_id, body, note_id))
+        self.change(
+            tenant_id, conversation_id, Conversation, lambda c: c.add_note(author_id, body, note_id)
+        )
 
     def tag(self, tenant_id: str, conversation_id: UUID, tag: str) -> None:
-        self._do(tenant_id, conversation_id, lambda c: c.tag(tag))
+        self.change(tenant_id, conversation_id, Conversation, lambda c: c.tag(tag))
 
     def untag(self, tenant_id: str, conversation_id: UUID, tag: str) -> None:
-        self._do(tenant_id, conversation_id, lambda c: c.untag(tag))
+        self.change(tenant_id, conversation_id, Conversation, lambda c: c.untag(tag))
 
     def get(self, tenant_id: str, conversation_id: UUID) -> dict[str, Any]:
-        c: Conversation = self.get_owned(tenant_id, conversation_id, Conversation)
+        c = self.get_owned(tenant_id, conversation_id, Conversation)
         return {
             "id": str(c.id),
             "tenant_id": c.tenant_id,
@@ -574,10 +578,3 @@ class Conversations(TenantApplication):
             "tags": list(c.tags),
             "version": c.version,
         }
-
-    def _do(
-        self, tenant_id: str, conversation_id: UUID, command: Callable[[Conversation], None]
-    ) -> None:
-        conversation: Conversation = self.get_owned(tenant_id, conversation_id, Conversation)
-        command(conversation)
-        self.save(conversation)

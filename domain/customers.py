@@ -326,49 +326,39 @@ class Customers(TenantApplication):
         return customer.id
 
     def rename(self, tenant_id: str, customer_id: UUID, name: str) -> None:
-        customer = self._get(tenant_id, customer_id)
-        customer.rename(name)
-        self.save(customer)
+        self.change(tenant_id, customer_id, Customer, lambda c: c.rename(name))
 
     def add_identity(self, tenant_id: str, customer_id: UUID, kind: str, value: str) -> None:
-        customer = self._get(tenant_id, customer_id)
-        customer.add_identity(kind, value)
-        self.save(customer)
+        self.change(tenant_id, customer_id, Customer, lambda c: c.add_identity(kind, value))
 
     def remove_identity(self, tenant_id: str, customer_id: UUID, kind: str, value: str) -> None:
-        customer = self._get(tenant_id, customer_id)
-        customer.remove_identity(kind, value)
-        self.save(customer)
+        self.change(tenant_id, customer_id, Customer, lambda c: c.remove_identity(kind, value))
 
     def update_profile(
         self, tenant_id: str, customer_id: UUID, changes: Mapping[str, str | None]
     ) -> None:
-        customer = self._get(tenant_id, customer_id)
-        customer.update_profile(changes)
-        self.save(customer)
+        self.change(tenant_id, customer_id, Customer, lambda c: c.update_profile(changes))
 
     def set_attributes(
         self, tenant_id: str, customer_id: UUID, changes: Mapping[str, str | None]
     ) -> None:
-        customer = self._get(tenant_id, customer_id)
-        customer.set_attributes(changes)
-        self.save(customer)
+        self.change(tenant_id, customer_id, Customer, lambda c: c.set_attributes(changes))
 
     def merge(self, tenant_id: str, source_id: UUID, target_id: UUID) -> UUID:
         """Merge source into target (CT11) in one atomic save; returns the survivor's id."""
         if source_id == target_id:
             raise InvalidMerge("a customer cannot be merged into itself")
-        source = self._get(tenant_id, source_id)
-        target = self._get(tenant_id, target_id)
+        source = self.get_owned(tenant_id, source_id, Customer)
+        target = self.get_owned(tenant_id, target_id, Customer)
         if target.merged_into is not None:
-            target = self._get(tenant_id, target.merged_into)
+            target = self.get_owned(tenant_id, target.merged_into, Customer)
         if source.merged_into is not None:
             if source.merged_into == target.id:
                 return target.id  # asked again: already one customer
             raise CustomerMerged(source.id, source.merged_into)
         if target.id == source.id:
             return source.id  # the target had been merged into the source: already one
-        absorbed = [self._get(tenant_id, i) for i in source.merged_from]
+        absorbed = [self.get_owned(tenant_id, i, Customer) for i in source.merged_from]
         target.absorb(source)
         source.merge_into(target.id)
         for earlier in absorbed:
@@ -378,11 +368,11 @@ class Customers(TenantApplication):
 
     def resolve(self, tenant_id: str, customer_id: UUID) -> UUID:
         """The id to use for this customer now: its survivor if it was merged."""
-        customer = self._get(tenant_id, customer_id)
+        customer = self.get_owned(tenant_id, customer_id, Customer)
         return customer.merged_into or customer.id
 
     def get(self, tenant_id: str, customer_id: UUID) -> dict[str, object]:
-        customer = self._get(tenant_id, customer_id)
+        customer = self.get_owned(tenant_id, customer_id, Customer)
         return {
             "id": str(customer.id),
             "tenant_id": customer.tenant_id,
@@ -394,7 +384,3 @@ class Customers(TenantApplication):
             "merged_from": [str(i) for i in customer.merged_from],
             "version": customer.version,
         }
-
-    def _get(self, tenant_id: str, customer_id: UUID) -> Customer:
-        customer: Customer = self.get_owned(tenant_id, customer_id, Customer)
-        return customer

@@ -369,37 +369,26 @@ class IvrFlows(TenantApplication):
         return flow.id
 
     def rename(self, tenant_id: str, flow_id: UUID, name: str) -> None:
-        flow = self._flow(tenant_id, flow_id)
-        flow.rename(name)
-        self.save(flow)
+        self.change(tenant_id, flow_id, IvrFlow, lambda f: f.rename(name))
 
     def set_node(self, tenant_id: str, flow_id: UUID, node: Node) -> None:
-        flow = self._flow(tenant_id, flow_id)
-        flow.set_node(node)
-        self.save(flow)
+        self.change(tenant_id, flow_id, IvrFlow, lambda f: f.set_node(node))
 
     def remove_node(self, tenant_id: str, flow_id: UUID, node_id: str) -> None:
-        flow = self._flow(tenant_id, flow_id)
-        flow.remove_node(node_id)
-        self.save(flow)
+        self.change(tenant_id, flow_id, IvrFlow, lambda f: f.remove_node(node_id))
 
     def set_entry(self, tenant_id: str, flow_id: UUID, node_id: str) -> None:
-        flow = self._flow(tenant_id, flow_id)
-        flow.set_entry(node_id)
-        self.save(flow)
+        self.change(tenant_id, flow_id, IvrFlow, lambda f: f.set_entry(node_id))
 
     def publish(self, tenant_id: str, flow_id: UUID) -> int:
-        flow = self._flow(tenant_id, flow_id)
-        version = flow.publish()
-        self.save(flow)
-        return version
+        return self.change(tenant_id, flow_id, IvrFlow, IvrFlow.publish)
 
     def graph(self, tenant_id: str, flow_id: UUID, flow_version: int | None = None) -> FlowGraph:
         """A published version (the latest by default) for the IVR runner and `next_node()`."""
-        return self._flow(tenant_id, flow_id).graph(flow_version)
+        return self.get_owned(tenant_id, flow_id, IvrFlow).graph(flow_version)
 
     def get(self, tenant_id: str, flow_id: UUID) -> dict[str, Any]:
-        flow = self._flow(tenant_id, flow_id)
+        flow = self.get_owned(tenant_id, flow_id, IvrFlow)
         return {
             "id": str(flow.id),
             "tenant_id": flow.tenant_id,
@@ -411,10 +400,6 @@ class IvrFlows(TenantApplication):
             "draft_changed": flow.draft_changed,
             "version": flow.version,
         }
-
-    def _flow(self, tenant_id: str, flow_id: UUID) -> IvrFlow:
-        flow: IvrFlow = self.get_owned(tenant_id, flow_id, IvrFlow)
-        return flow
 
 
 def _node_dict(node: Node) -> dict[str, Any]:

@@ -476,14 +476,10 @@ class Queues(TenantApplication):
         return queue.id
 
     def rename(self, tenant_id: str, queue_id: UUID, name: str) -> None:
-        queue = self._queue(tenant_id, queue_id)
-        queue.rename(name)
-        self.save(queue)
+        self.change(tenant_id, queue_id, Queue, lambda q: q.rename(name))
 
     def change_channels(self, tenant_id: str, queue_id: UUID, channels: Iterable[Channel]) -> None:
-        queue = self._queue(tenant_id, queue_id)
-        queue.change_channels(channels)
-        self.save(queue)
+        self.change(tenant_id, queue_id, Queue, lambda q: q.change_channels(channels))
 
     def configure_routing(
         self,
@@ -494,9 +490,12 @@ class Queues(TenantApplication):
         department: str | None = None,
         sticky_fallback: RoutingPolicy | None = None,
     ) -> None:
-        queue = self._queue(tenant_id, queue_id)
-        queue.configure_routing(policy, required_skills, department, sticky_fallback)
-        self.save(queue)
+        self.change(
+            tenant_id,
+            queue_id,
+            Queue,
+            lambda q: q.configure_routing(policy, required_skills, department, sticky_fallback),
+        )
 
     def set_waiting_rules(
         self,
@@ -507,9 +506,14 @@ class Queues(TenantApplication):
         overflow: Fallback | None = None,
         no_agent: Fallback | None = None,
     ) -> None:
-        queue = self._queue(tenant_id, queue_id)
-        queue.set_waiting_rules(ring_timeout_seconds, max_wait_seconds, overflow, no_agent)
-        self.save(queue)
+        self.change(
+            tenant_id,
+            queue_id,
+            Queue,
+            lambda q: q.set_waiting_rules(
+                ring_timeout_seconds, max_wait_seconds, overflow, no_agent
+            ),
+        )
 
     def set_schedule(
         self,
@@ -518,23 +522,19 @@ class Queues(TenantApplication):
         calendar_name: str | None,
         when_closed: Fallback | None = None,
     ) -> None:
-        queue = self._queue(tenant_id, queue_id)
-        queue.set_schedule(calendar_name, when_closed)
-        self.save(queue)
+        self.change(
+            tenant_id, queue_id, Queue, lambda q: q.set_schedule(calendar_name, when_closed)
+        )
 
     def add_pickup_group(self, tenant_id: str, queue_id: UUID, group: str) -> None:
-        queue = self._queue(tenant_id, queue_id)
-        queue.add_pickup_group(group)
-        self.save(queue)
+        self.change(tenant_id, queue_id, Queue, lambda q: q.add_pickup_group(group))
 
     def remove_pickup_group(self, tenant_id: str, queue_id: UUID, group: str) -> None:
-        queue = self._queue(tenant_id, queue_id)
-        queue.remove_pickup_group(group)
-        self.save(queue)
+        self.change(tenant_id, queue_id, Queue, lambda q: q.remove_pickup_group(group))
 
     def rules(self, tenant_id: str, queue_id: UUID) -> RoutingRules:
         """The queue's routing rules, for a process manager to keep and call `route()` with."""
-        return self._queue(tenant_id, queue_id).rules
+        return self.get_owned(tenant_id, queue_id, Queue).rules
 
     def route(
         self,
@@ -548,7 +548,7 @@ class Queues(TenantApplication):
         return route(rules, candidates, cursor=cursor, last_agent_id=last_agent_id)
 
     def get(self, tenant_id: str, queue_id: UUID) -> dict[str, Any]:
-        queue = self._queue(tenant_id, queue_id)
+        queue = self.get_owned(tenant_id, queue_id, Queue)
         return {
             "id": str(queue.id),
             "tenant_id": queue.tenant_id,
@@ -567,7 +567,3 @@ class Queues(TenantApplication):
             "pickup_groups": sorted(queue.pickup_groups),
             "version": queue.version,
         }
-
-    def _queue(self, tenant_id: str, queue_id: UUID) -> Queue:
-        queue: Queue = self.get_owned(tenant_id, queue_id, Queue)
-        return queue

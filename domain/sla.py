@@ -255,16 +255,17 @@ class SlaPolicies(TenantApplication):
         return policy.id
 
     def rename(self, tenant_id: str, policy_id: UUID, name: str) -> None:
-        policy = self._policy(tenant_id, policy_id)
-        policy.rename(name)
-        self.save(policy)
+        self.change(tenant_id, policy_id, SlaPolicy, lambda p: p.rename(name))
 
     def set_default(
         self, tenant_id: str, policy_id: UUID, first_response_seconds: int, resolution_seconds: int
     ) -> None:
-        policy = self._policy(tenant_id, policy_id)
-        policy.set_default(first_response_seconds, resolution_seconds)
-        self.save(policy)
+        self.change(
+            tenant_id,
+            policy_id,
+            SlaPolicy,
+            lambda p: p.set_default(first_response_seconds, resolution_seconds),
+        )
 
     def set_targets(
         self,
@@ -275,30 +276,27 @@ class SlaPolicies(TenantApplication):
         first_response_seconds: int,
         resolution_seconds: int,
     ) -> None:
-        policy = self._policy(tenant_id, policy_id)
-        policy.set_targets(priority, channel, first_response_seconds, resolution_seconds)
-        self.save(policy)
+        self.change(
+            tenant_id,
+            policy_id,
+            SlaPolicy,
+            lambda p: p.set_targets(priority, channel, first_response_seconds, resolution_seconds),
+        )
 
     def remove_targets(
         self, tenant_id: str, policy_id: UUID, priority: Priority | None, channel: Channel | None
     ) -> None:
-        policy = self._policy(tenant_id, policy_id)
-        policy.remove_targets(priority, channel)
-        self.save(policy)
+        self.change(tenant_id, policy_id, SlaPolicy, lambda p: p.remove_targets(priority, channel))
 
     def set_calendar(self, tenant_id: str, policy_id: UUID, calendar_name: str | None) -> None:
-        policy = self._policy(tenant_id, policy_id)
-        policy.set_calendar(calendar_name)
-        self.save(policy)
+        self.change(tenant_id, policy_id, SlaPolicy, lambda p: p.set_calendar(calendar_name))
 
     def set_warning_ratio(self, tenant_id: str, policy_id: UUID, warning_ratio: float) -> None:
-        policy = self._policy(tenant_id, policy_id)
-        policy.set_warning_ratio(warning_ratio)
-        self.save(policy)
+        self.change(tenant_id, policy_id, SlaPolicy, lambda p: p.set_warning_ratio(warning_ratio))
 
     def terms(self, tenant_id: str, policy_id: UUID) -> SlaTerms:
         """The policy as a value for the SLA timers to keep and look up with `targets_for()`."""
-        return self._policy(tenant_id, policy_id).terms
+        return self.get_owned(tenant_id, policy_id, SlaPolicy).terms
 
     def targets_for(
         self, tenant_id: str, policy_id: UUID, priority: Priority, channel: Channel
@@ -306,7 +304,7 @@ class SlaPolicies(TenantApplication):
         return targets_for(self.terms(tenant_id, policy_id), priority, channel)
 
     def get(self, tenant_id: str, policy_id: UUID) -> dict[str, Any]:
-        policy = self._policy(tenant_id, policy_id)
+        policy = self.get_owned(tenant_id, policy_id, SlaPolicy)
         return {
             "id": str(policy.id),
             "tenant_id": policy.tenant_id,
@@ -323,10 +321,6 @@ class SlaPolicies(TenantApplication):
             "warning_ratio": policy.warning_ratio,
             "version": policy.version,
         }
-
-    def _policy(self, tenant_id: str, policy_id: UUID) -> SlaPolicy:
-        policy: SlaPolicy = self.get_owned(tenant_id, policy_id, SlaPolicy)
-        return policy
 
 
 def _targets_dict(

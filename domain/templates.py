@@ -226,37 +226,27 @@ class ReplyTemplates(TenantApplication):
         return template.id
 
     def rename(self, tenant_id: str, template_id: UUID, name: str) -> None:
-        template = self._template(tenant_id, template_id)
-        template.rename(name)
-        self.save(template)
+        self.change(tenant_id, template_id, ReplyTemplate, lambda t: t.rename(name))
 
     def change_channels(
         self, tenant_id: str, template_id: UUID, channels: Iterable[Channel]
     ) -> None:
-        template = self._template(tenant_id, template_id)
-        template.change_channels(channels)
-        self.save(template)
+        self.change(tenant_id, template_id, ReplyTemplate, lambda t: t.change_channels(channels))
 
     def change_language(self, tenant_id: str, template_id: UUID, language: Language) -> None:
-        template = self._template(tenant_id, template_id)
-        template.change_language(language)
-        self.save(template)
+        self.change(tenant_id, template_id, ReplyTemplate, lambda t: t.change_language(language))
 
     def rewrite(self, tenant_id: str, template_id: UUID, body: str) -> None:
-        template = self._template(tenant_id, template_id)
-        template.rewrite(body)
-        self.save(template)
+        self.change(tenant_id, template_id, ReplyTemplate, lambda t: t.rewrite(body))
 
     def archive(self, tenant_id: str, template_id: UUID) -> None:
-        template = self._template(tenant_id, template_id)
-        template.archive()
-        self.save(template)
+        self.change(tenant_id, template_id, ReplyTemplate, ReplyTemplate.archive)
 
     def render(self, tenant_id: str, template_id: UUID, context: Mapping[str, Any]) -> str:
-        return render(self._template(tenant_id, template_id).body, context)
+        return render(self.get_owned(tenant_id, template_id, ReplyTemplate).body, context)
 
     def get(self, tenant_id: str, template_id: UUID) -> dict[str, Any]:
-        template = self._template(tenant_id, template_id)
+        template = self.get_owned(tenant_id, template_id, ReplyTemplate)
         return {
             "id": str(template.id),
             "tenant_id": template.tenant_id,
@@ -268,7 +258,3 @@ class ReplyTemplates(TenantApplication):
             "archived": template.archived,
             "version": template.version,
         }
-
-    def _template(self, tenant_id: str, template_id: UUID) -> ReplyTemplate:
-        template: ReplyTemplate = self.get_owned(tenant_id, template_id, ReplyTemplate)
-        return template

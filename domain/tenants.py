@@ -17,7 +17,7 @@ and no Python class name becomes part of the stored format.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 from uuid import UUID, uuid5
@@ -397,54 +397,34 @@ class Tenants(TenantApplication):
         return tenant.tenant_id
 
     def change_package(self, tenant_id: str, package: Package | str) -> None:
-        tenant = self._get(tenant_id)
-        tenant.change_package(package)
-        self.save(tenant)
+        self._change(tenant_id, lambda t: t.change_package(package))
 
     def add_hotline(self, tenant_id: str, number: str) -> None:
-        tenant = self._get(tenant_id)
-        tenant.add_hotline(number)
-        self.save(tenant)
+        self._change(tenant_id, lambda t: t.add_hotline(number))
 
     def remove_hotline(self, tenant_id: str, number: str) -> None:
-        tenant = self._get(tenant_id)
-        tenant.remove_hotline(number)
-        self.save(tenant)
+        self._change(tenant_id, lambda t: t.remove_hotline(number))
 
     def enable_feature(self, tenant_id: str, feature: str) -> None:
-        tenant = self._get(tenant_id)
-        tenant.enable_feature(feature)
-        self.save(tenant)
+        self._change(tenant_id, lambda t: t.enable_feature(feature))
 
     def disable_feature(self, tenant_id: str, feature: str) -> None:
-        tenant = self._get(tenant_id)
-        tenant.disable_feature(feature)
-        self.save(tenant)
+        self._change(tenant_id, lambda t: t.disable_feature(feature))
 
     def define_calendar(self, tenant_id: str, name: str, calendar: BusinessCalendar) -> None:
-        tenant = self._get(tenant_id)
-        tenant.define_calendar(name, calendar)
-        self.save(tenant)
+        self._change(tenant_id, lambda t: t.define_calendar(name, calendar))
 
     def remove_calendar(self, tenant_id: str, name: str) -> None:
-        tenant = self._get(tenant_id)
-        tenant.remove_calendar(name)
-        self.save(tenant)
+        self._change(tenant_id, lambda t: t.remove_calendar(name))
 
     def extend_retention(self, tenant_id: str, days: int) -> None:
-        tenant = self._get(tenant_id)
-        tenant.extend_retention(days)
-        self.save(tenant)
+        self._change(tenant_id, lambda t: t.extend_retention(days))
 
     def suspend(self, tenant_id: str, reason: str) -> None:
-        tenant = self._get(tenant_id)
-        tenant.suspend(reason)
-        self.save(tenant)
+        self._change(tenant_id, lambda t: t.suspend(reason))
 
     def reactivate(self, tenant_id: str) -> None:
-        tenant = self._get(tenant_id)
-        tenant.reactivate()
-        self.save(tenant)
+        self._change(tenant_id, Tenant.reactivate)
 
     def calendar(self, tenant_id: str, name: str) -> BusinessCalendar:
         """A named calendar as a value, for routing by schedule and SLA timers."""
@@ -472,5 +452,7 @@ class Tenants(TenantApplication):
         }
 
     def _get(self, tenant_id: str) -> Tenant:
-        tenant: Tenant = self.get_owned(tenant_id, Tenant.create_id(tenant_id), Tenant)
-        return tenant
+        return self.get_owned(tenant_id, Tenant.create_id(tenant_id), Tenant)
+
+    def _change(self, tenant_id: str, command: Callable[[Tenant], object]) -> None:
+        self.change(tenant_id, Tenant.create_id(tenant_id), Tenant, command)

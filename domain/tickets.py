@@ -27,7 +27,6 @@ process manager — checks them in the same tenant before linking.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 from uuid import UUID, uuid4
@@ -339,31 +338,31 @@ class Tickets(TenantApplication):
         title: str | None = None,
         description: str | None = None,
     ) -> None:
-        self._do(tenant_id, ticket_id, lambda t: t.edit(title, description))
+        self.change(tenant_id, ticket_id, Ticket, lambda t: t.edit(title, description))
 
     def change_kind(self, tenant_id: str, ticket_id: UUID, kind: TicketKind | str) -> None:
-        self._do(tenant_id, ticket_id, lambda t: t.change_kind(kind))
+        self.change(tenant_id, ticket_id, Ticket, lambda t: t.change_kind(kind))
 
     def change_customer(self, tenant_id: str, ticket_id: UUID, customer_id: UUID | None) -> None:
-        self._do(tenant_id, ticket_id, lambda t: t.change_customer(customer_id))
+        self.change(tenant_id, ticket_id, Ticket, lambda t: t.change_customer(customer_id))
 
     def change_status(self, tenant_id: str, ticket_id: UUID, status: TicketStatus | str) -> None:
-        self._do(tenant_id, ticket_id, lambda t: t.change_status(status))
+        self.change(tenant_id, ticket_id, Ticket, lambda t: t.change_status(status))
 
     def change_priority(self, tenant_id: str, ticket_id: UUID, priority: Priority | str) -> None:
-        self._do(tenant_id, ticket_id, lambda t: t.change_priority(priority))
+        self.change(tenant_id, ticket_id, Ticket, lambda t: t.change_priority(priority))
 
     def assign(self, tenant_id: str, ticket_id: UUID, agent_id: UUID) -> None:
-        self._do(tenant_id, ticket_id, lambda t: t.assign(agent_id))
+        self.change(tenant_id, ticket_id, Ticket, lambda t: t.assign(agent_id))
 
     def unassign(self, tenant_id: str, ticket_id: UUID) -> None:
-        self._do(tenant_id, ticket_id, Ticket.unassign)
+        self.change(tenant_id, ticket_id, Ticket, Ticket.unassign)
 
     def link_conversation(self, tenant_id: str, ticket_id: UUID, conversation_id: UUID) -> None:
-        self._do(tenant_id, ticket_id, lambda t: t.link_conversation(conversation_id))
+        self.change(tenant_id, ticket_id, Ticket, lambda t: t.link_conversation(conversation_id))
 
     def unlink_conversation(self, tenant_id: str, ticket_id: UUID, conversation_id: UUID) -> None:
-        self._do(tenant_id, ticket_id, lambda t: t.unlink_conversation(conversation_id))
+        self.change(tenant_id, ticket_id, Ticket, lambda t: t.unlink_conversation(conversation_id))
 
     def comment(
         self,
@@ -374,13 +373,15 @@ class Tickets(TenantApplication):
         public: bool = False,
         comment_id: UUID | None = None,
     ) -> None:
-        self._do(tenant_id, ticket_id, lambda t: t.comment(author_id, body, public, comment_id))
+        self.change(
+            tenant_id, ticket_id, Ticket, lambda t: t.comment(author_id, body, public, comment_id)
+        )
 
     def set_sla_policy(self, tenant_id: str, ticket_id: UUID, policy_id: UUID | None) -> None:
-        self._do(tenant_id, ticket_id, lambda t: t.set_sla_policy(policy_id))
+        self.change(tenant_id, ticket_id, Ticket, lambda t: t.set_sla_policy(policy_id))
 
     def get(self, tenant_id: str, ticket_id: UUID) -> dict[str, Any]:
-        t: Ticket = self.get_owned(tenant_id, ticket_id, Ticket)
+        t = self.get_owned(tenant_id, ticket_id, Ticket)
         return {
             "id": str(t.id),
             "tenant_id": t.tenant_id,
@@ -398,8 +399,3 @@ class Tickets(TenantApplication):
             "sla_policy_id": str_or_none(t.sla_policy_id),
             "version": t.version,
         }
-
-    def _do(self, tenant_id: str, ticket_id: UUID, command: Callable[[Ticket], None]) -> None:
-        ticket: Ticket = self.get_owned(tenant_id, ticket_id, Ticket)
-        command(ticket)
-        self.save(ticket)
