@@ -15,28 +15,38 @@ answered call (supervisors do not count), when the PBX ends it (IVR hang-up, clo
 queue), or when a supervisor forces it. `Ended` is always the last event. Billing (PR4,
 PR6), the call log (AX16) and recording search (AX20) read `Call.usage()`, the legs and
 the recordings.
+
+The values a call is made of (legs, recordings, usage) live in domain.call_legs; the
+`Calls` application, the verbs the telephony bridge and supervisors use, in
+domain.call_service.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from datetime import datetime
-from enum import StrEnum
-from typing import Any, Final
+from typing import Any
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import event
 
-from domain.base import DomainError, TenantAggregate, TenantApplication
-from domain.checks import aware, checked_text, iso_or_none, str_or_none
+from domain.base import DomainError, TenantAggregate
+from domain.call_legs import (
+    PSTN,
+    CallUsage,
+    IvrStep,
+    Leg,
+    LegSpec,
+    PartyKind,
+    Recording,
+    SupervisionMode,
+    TransferKind,
+    leg_usage,
+    seconds_between,
+)
+from domain.checks import aware, checked_text
+from domain.ivr import DTMF
 from domain.vocabulary import Direction, EndpointKind
-
-PSTN: Final = "pstn"
-"""A leg's endpoint when it is a phone number outside the tenant's PBX (a customer's or an
-external number), as opposed to one of the tenant's own endpoints (EndpointKind)."""
-
-DTMF = frozenset("0123456789*#")
 
 # Phone-number endpoints: the only ones for which on-net/off-net means anything (PR4, PR6).
 _NUMBER_ENDPOINTS = frozenset({PSTN, EndpointKind.MOBILE.value})
@@ -44,30 +54,6 @@ _ENDPOINTS = frozenset({PSTN, *(e.value for e in EndpointKind)})
 
 # Call ids derive from the switch's call id, so starting the same call twice is a no-op.
 _CALL_ID_NAMESPACE = UUID("5b1f0e43-7c1d-4a0e-9a57-3f3c1c0a6c11")
-
-
-class PartyKind(StrEnum):
-    """Who is on a leg."""
-
-    CUSTOMER = "customer"
-    AGENT = "agent"
-    EXTERNAL = "external"  # an outside number a call is transferred to (CC14)
-    SUPERVISOR = "supervisor"  # listening, whispering or barging in (CC19)
-
-
-class SupervisionMode(StrEnum):
-    """How a supervisor is on a call (CC19), as FreeSWITCH's eavesdrop modes."""
-
-    LISTEN = "listen"  # hears both sides, heard by nobody
-    WHISPER = "whisper"  # heard by the agent only
-    BARGE = "barge"  # heard by both: a three-way call
-
-
-class TransferKind(StrEnum):
-    """Blind: sent on at once. Attended: the target is consulted first (CC14)."""
-
-    BLIND = "blind"
-    ATTENDED = "attended"
 
 
 class InvalidCall(DomainError):
@@ -132,181 +118,6 @@ class RecordingNotStopped(DomainError):
 
 class NotSupervising(DomainError):
     """The leg is not a supervisor currently on the call."""
-
-
-@dataclass(frozen=True)
-class LegSpec:
-    """A leg to add to a call: the switch's channel id and who is at the other end.
-
-    `endpoint` is an EndpointKind value for the tenant's own endpoints, or PSTN for an
-    outside number. `user_id` is the agent's or supervisor's id. `on_net` says, for a
-    phone number, whether it is on the carrier's own network (PR4 prices differ).
-    """
-
-    leg_id: str
-    party: PartyKind
-    endpoint: str
-    address: str
-    user_id: UUID | None = None
-    on_net: bool | None = None
-
-    @classmethod
-    def customer(
-        cls, leg_id: str, number: str, on_net: bool | None = None, endpoint: str = PSTN
-    ) -> LegSpec:
-        return cls(leg_id, PartyKind.CUSTOMER, endpoint, number, None, on_net)
-
-    @classmethod
-    def agent(
-        cls,
-        leg_id: str,
-        agent_id: UUID,
-        endpoint: EndpointKind,
-        address: str,
-        on_net: bool | None = None,
-    ) -> LegSpec:
-        return cls(leg_id, PartyKind.AGENT, endpoint.value, address, agent_id, on_net)
-
-    @classmethod
-    def external(cls, leg_id: str, number: str, on_net: bool | None = None) -> LegSpec:
-        return cls(leg_id, PartyKind.EXTERNAL, PSTN, number, None, on_net)
-
-    @classmethod
-    def supervisor(
-        cls, leg_id: str, user_id: UUID, endpoint: EndpointKind, address: str
-    ) -> LegSpec:
-        return cls(leg_id, PartyKind.SUPERVISOR, endpoint.value, address, user_id, None)
-
-    def to_event(self) -> dict[str, Any]:
-        """The leg as stored in an event: plain values only."""
-        return {
-            "leg_id": self.leg_id,
-            "party": self.party.value,
-            "endpoint": self.endpoint,
-            "address": self.address,
-            "user_id": self.user_id,
-            "on_net": self.on_net,
-        }
-
-    @classmethod
-    def from_event(cls, data: Mapping[str, Any]) -> LegSpec:
-        return cls(
-            leg_id=data["leg_id"],
-            party=PartyKind(data["party"]),
-            endpoint=data["endpoint"],
-            address=data["address"],
-            user_id=data["user_id"],
-            on_net=data["on_net"],
-        )
-
-
-@dataclass
-class Leg:
-    """A leg's state on the call."""
-
-    spec: LegSpec
-    created_at: datetime
-    answered_at: datetime | None = None
-    ended_at: datetime | None = None
-    end_cause: str | None = None
-    muted: bool = False
-
-    @property
-    def live(self) -> bool:
-        return self.ended_at is None
-
-
-@dataclass(frozen=True)
-class IvrStep:
-    """One node the caller passed through in an IVR flow (CC4 shows the path)."""
-
-    flow_id: UUID
-    flow_version: int
-    node_id: str
-    digits: str | None
-    at: datetime
-
-
-@dataclass
-class Recording:
-    """One recording of the call (AX10), from start to the stored file (AX20, AX22)."""
-
-    recording_id: str
-    started_at: datetime
-    stopped_at: datetime | None = None
-    uri: str | None = None
-    duration_seconds: float | None = None
-    size_bytes: int | None = None
-    metadata: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class LegUsage:
-    """What one leg cost in time: rang from creation to answer, connected until it left."""
-
-    leg_id: str
-    party: PartyKind
-    endpoint: str
-    address: str
-    user_id: UUID | None
-    on_net: bool | None
-    ring_seconds: float
-    connected_seconds: float
-
-
-@dataclass(frozen=True)
-class CallUsage:
-    """Durations and the facts billing rates a call by (PR4, PR6), from the call's state.
-
-    ring: first ring of a non-caller leg until the answer (or the end, if unanswered);
-    wait: first offer to a queue until the answer or the end; connected: answer to end;
-    talk: connected minus hold.
-    """
-
-    call_id: UUID
-    direction: Direction
-    hotline: str | None
-    customer_number: str | None
-    started_at: datetime
-    answered_at: datetime | None
-    ended_at: datetime
-    abandoned: bool
-    ring_seconds: float
-    wait_seconds: float
-    connected_seconds: float
-    hold_seconds: float
-    talk_seconds: float
-    legs: tuple[LegUsage, ...]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "call_id": str(self.call_id),
-            "direction": self.direction.value,
-            "hotline": self.hotline,
-            "customer_number": self.customer_number,
-            "started_at": self.started_at.isoformat(),
-            "answered_at": iso_or_none(self.answered_at),
-            "ended_at": self.ended_at.isoformat(),
-            "abandoned": self.abandoned,
-            "ring_seconds": self.ring_seconds,
-            "wait_seconds": self.wait_seconds,
-            "connected_seconds": self.connected_seconds,
-            "hold_seconds": self.hold_seconds,
-            "talk_seconds": self.talk_seconds,
-            "legs": [
-                {
-                    "leg_id": u.leg_id,
-                    "party": u.party.value,
-                    "endpoint": u.endpoint,
-                    "address": u.address,
-                    "user_id": str_or_none(u.user_id),
-                    "on_net": u.on_net,
-                    "ring_seconds": u.ring_seconds,
-                    "connected_seconds": u.connected_seconds,
-                }
-                for u in self.legs
-            ],
-        }
 
 
 class Call(TenantAggregate):
@@ -549,7 +360,7 @@ class Call(TenantAggregate):
 
     def _stop_holding(self, at: datetime) -> None:
         if self.held_since is not None:
-            self.hold_seconds += _seconds(self.held_since, at)
+            self.hold_seconds += seconds_between(self.held_since, at)
             self.held_since = None
 
     @event(Offered)
@@ -964,8 +775,8 @@ class Call(TenantAggregate):
         if self.direction is Direction.INBOUND and self.answered_at is None:
             self._abandon(
                 queue_id=self.queue_id,
-                waited_seconds=_seconds(self.started_at, at),
-                queued_seconds=_seconds(self.offered_at, at) if self.offered_at else 0.0,
+                waited_seconds=seconds_between(self.started_at, at),
+                queued_seconds=seconds_between(self.offered_at, at) if self.offered_at else 0.0,
                 at=at,
                 fact_id=fact_id,
             )
@@ -1010,7 +821,7 @@ class Call(TenantAggregate):
             if leg.spec.leg_id != self.origin_leg_id and leg.spec.party is not PartyKind.SUPERVISOR
         ]
         first_ring = min(rings) if rings else None
-        connected = _seconds(self.answered_at, end) if self.answered_at else 0.0
+        connected = seconds_between(self.answered_at, end) if self.answered_at else 0.0
         return CallUsage(
             call_id=self.id,
             direction=self.direction,
@@ -1020,12 +831,14 @@ class Call(TenantAggregate):
             answered_at=self.answered_at,
             ended_at=end,
             abandoned=self.abandoned,
-            ring_seconds=_seconds(first_ring, answer_or_end) if first_ring else 0.0,
-            wait_seconds=_seconds(self.offered_at, answer_or_end) if self.offered_at else 0.0,
+            ring_seconds=seconds_between(first_ring, answer_or_end) if first_ring else 0.0,
+            wait_seconds=seconds_between(self.offered_at, answer_or_end)
+            if self.offered_at
+            else 0.0,
             connected_seconds=connected,
             hold_seconds=self.hold_seconds,
             talk_seconds=max(0.0, connected - self.hold_seconds),
-            legs=tuple(_leg_usage(leg, end) for leg in self.legs.values()),
+            legs=tuple(leg_usage(leg, end) for leg in self.legs.values()),
         )
 
     def agent_ids(self) -> list[UUID]:
@@ -1108,21 +921,6 @@ class Call(TenantAggregate):
         return len(talking) < 2
 
 
-def _leg_usage(leg: Leg, call_end: datetime) -> LegUsage:
-    end = leg.ended_at or call_end
-    spec = leg.spec
-    return LegUsage(
-        leg_id=spec.leg_id,
-        party=spec.party,
-        endpoint=spec.endpoint,
-        address=spec.address,
-        user_id=spec.user_id,
-        on_net=spec.on_net,
-        ring_seconds=_seconds(leg.created_at, leg.answered_at or end),
-        connected_seconds=_seconds(leg.answered_at, end) if leg.answered_at else 0.0,
-    )
-
-
 def _valid_leg(spec: LegSpec, parties: set[PartyKind]) -> LegSpec:
     party = PartyKind(spec.party)
     if party not in parties:
@@ -1145,304 +943,11 @@ def _valid_leg(spec: LegSpec, parties: set[PartyKind]) -> LegSpec:
     )
 
 
-def _seconds(start: datetime | None, end: datetime) -> float:
-    # Facts can arrive slightly out of order; a duration is never negative.
-    return 0.0 if start is None else max(0.0, (end - start).total_seconds())
+def __getattr__(name: str) -> Any:
+    # `from domain.calls import Calls` keeps working. Lazily, because domain.call_service
+    # imports this module: an import at the top would be circular.
+    if name == "Calls":
+        from domain.call_service import Calls
 
-
-class Calls(TenantApplication):
-    """The call verbs the telephony bridge and supervisors use; returns ids and plain dicts."""
-
-    name = "calls"
-
-    def start_inbound(
-        self, tenant_id: str, call_ref: str, hotline: str, customer: LegSpec, at: datetime
-    ) -> UUID:
-        return self._start(
-            tenant_id,
-            call_ref,
-            lambda: Call.start_inbound(tenant_id, call_ref, hotline, customer, at),
-        )
-
-    def start_outbound(
-        self,
-        tenant_id: str,
-        call_ref: str,
-        hotline: str,
-        agent: LegSpec,
-        customer: LegSpec,
-        at: datetime,
-    ) -> UUID:
-        return self._start(
-            tenant_id,
-            call_ref,
-            lambda: Call.start_outbound(tenant_id, call_ref, hotline, agent, customer, at),
-        )
-
-    def start_internal(self, tenant_id: str, call_ref: str, caller: LegSpec, at: datetime) -> UUID:
-        return self._start(
-            tenant_id, call_ref, lambda: Call.start_internal(tenant_id, call_ref, caller, at)
-        )
-
-    def _start(self, tenant_id: str, call_ref: str, start: Callable[[], Call]) -> UUID:
-        # The id follows from the switch's call id: a repeated start fact finds the call.
-        call_id = Call.create_id(tenant_id, checked_text(call_ref, "a call ref", 200, InvalidCall))
-        if call_id not in self.repository:
-            self.save(start())
-        return call_id
-
-    def offer_to_queue(
-        self,
-        tenant_id: str,
-        call_id: UUID,
-        queue_id: UUID,
-        at: datetime,
-        fact_id: str | None = None,
-    ) -> None:
-        self.change(tenant_id, call_id, Call, lambda c: c.offer_to_queue(queue_id, at, fact_id))
-
-    def ivr_step(
-        self,
-        tenant_id: str,
-        call_id: UUID,
-        flow_id: UUID,
-        flow_version: int,
-        node_id: str,
-        digits: str | None,
-        at: datetime,
-        fact_id: str | None = None,
-    ) -> None:
-        self.change(
-            tenant_id,
-            call_id,
-            Call,
-            lambda c: c.ivr_step(flow_id, flow_version, node_id, digits, at, fact_id),
-        )
-
-    def ring_agent(
-        self, tenant_id: str, call_id: UUID, leg: LegSpec, at: datetime, fact_id: str | None = None
-    ) -> None:
-        self.change(tenant_id, call_id, Call, lambda c: c.ring_agent(leg, at, fact_id))
-
-    def answer(
-        self, tenant_id: str, call_id: UUID, leg_id: str, at: datetime, fact_id: str | None = None
-    ) -> None:
-        self.change(tenant_id, call_id, Call, lambda c: c.answer(leg_id, at, fact_id))
-
-    def hold(self, tenant_id: str, call_id: UUID, at: datetime, fact_id: str | None = None) -> None:
-        self.change(tenant_id, call_id, Call, lambda c: c.hold(at, fact_id))
-
-    def resume(
-        self, tenant_id: str, call_id: UUID, at: datetime, fact_id: str | None = None
-    ) -> None:
-        self.change(tenant_id, call_id, Call, lambda c: c.resume(at, fact_id))
-
-    def mute(
-        self, tenant_id: str, call_id: UUID, leg_id: str, at: datetime, fact_id: str | None = None
-    ) -> None:
-        self.change(tenant_id, call_id, Call, lambda c: c.mute(leg_id, at, fact_id))
-
-    def unmute(
-        self, tenant_id: str, call_id: UUID, leg_id: str, at: datetime, fact_id: str | None = None
-    ) -> None:
-        self.change(tenant_id, call_id, Call, lambda c: c.unmute(leg_id, at, fact_id))
-
-    def transfer_blind(
-        self,
-        tenant_id: str,
-        call_id: UUID,
-        from_leg_id: str,
-        to: LegSpec,
-        at: datetime,
-        fact_id: str | None = None,
-    ) -> None:
-        self.change(
-            tenant_id, call_id, Call, lambda c: c.transfer_blind(from_leg_id, to, at, fact_id)
-        )
-
-    def transfer_attended_begin(
-        self,
-        tenant_id: str,
-        call_id: UUID,
-        from_leg_id: str,
-        consult: LegSpec,
-        at: datetime,
-        fact_id: str | None = None,
-    ) -> None:
-        self.change(
-            tenant_id,
-            call_id,
-            Call,
-            lambda c: c.transfer_attended_begin(from_leg_id, consult, at, fact_id),
-        )
-
-    def transfer_attended_complete(
-        self, tenant_id: str, call_id: UUID, at: datetime, fact_id: str | None = None
-    ) -> None:
-        self.change(tenant_id, call_id, Call, lambda c: c.transfer_attended_complete(at, fact_id))
-
-    def transfer_attended_cancel(
-        self, tenant_id: str, call_id: UUID, at: datetime, fact_id: str | None = None
-    ) -> None:
-        self.change(tenant_id, call_id, Call, lambda c: c.transfer_attended_cancel(at, fact_id))
-
-    def join_conference(
-        self, tenant_id: str, call_id: UUID, leg_id: str, at: datetime, fact_id: str | None = None
-    ) -> None:
-        self.change(tenant_id, call_id, Call, lambda c: c.join_conference(leg_id, at, fact_id))
-
-    def start_recording(
-        self,
-        tenant_id: str,
-        call_id: UUID,
-        recording_id: str,
-        at: datetime,
-        fact_id: str | None = None,
-    ) -> None:
-        self.change(
-            tenant_id, call_id, Call, lambda c: c.start_recording(recording_id, at, fact_id)
-        )
-
-    def stop_recording(
-        self,
-        tenant_id: str,
-        call_id: UUID,
-        recording_id: str,
-        at: datetime,
-        fact_id: str | None = None,
-    ) -> None:
-        self.change(tenant_id, call_id, Call, lambda c: c.stop_recording(recording_id, at, fact_id))
-
-    def store_recording(
-        self,
-        tenant_id: str,
-        call_id: UUID,
-        recording_id: str,
-        uri: str,
-        duration_seconds: float,
-        size_bytes: int,
-        at: datetime,
-        metadata: Mapping[str, str] | None = None,
-        fact_id: str | None = None,
-    ) -> None:
-        self.change(
-            tenant_id,
-            call_id,
-            Call,
-            lambda c: c.store_recording(
-                recording_id, uri, duration_seconds, size_bytes, at, metadata, fact_id
-            ),
-        )
-
-    def supervise(
-        self,
-        tenant_id: str,
-        call_id: UUID,
-        supervisor: LegSpec,
-        mode: SupervisionMode,
-        at: datetime,
-        fact_id: str | None = None,
-    ) -> None:
-        self.change(tenant_id, call_id, Call, lambda c: c.supervise(supervisor, mode, at, fact_id))
-
-    def end_supervision(
-        self, tenant_id: str, call_id: UUID, leg_id: str, at: datetime, fact_id: str | None = None
-    ) -> None:
-        self.change(tenant_id, call_id, Call, lambda c: c.end_supervision(leg_id, at, fact_id))
-
-    def hang_up(
-        self,
-        tenant_id: str,
-        call_id: UUID,
-        leg_id: str,
-        cause: str,
-        at: datetime,
-        fact_id: str | None = None,
-    ) -> None:
-        self.change(tenant_id, call_id, Call, lambda c: c.hang_up(leg_id, cause, at, fact_id))
-
-    def end(
-        self, tenant_id: str, call_id: UUID, cause: str, at: datetime, fact_id: str | None = None
-    ) -> None:
-        self.change(tenant_id, call_id, Call, lambda c: c.end(cause, at, fact_id))
-
-    def force_end(
-        self,
-        tenant_id: str,
-        call_id: UUID,
-        supervisor_id: UUID,
-        at: datetime,
-        fact_id: str | None = None,
-    ) -> None:
-        self.change(tenant_id, call_id, Call, lambda c: c.force_end(supervisor_id, at, fact_id))
-
-    def usage(self, tenant_id: str, call_id: UUID) -> dict[str, Any]:
-        """Billing's view of an ended call (PR4, PR6)."""
-        return self.get_owned(tenant_id, call_id, Call).usage().as_dict()
-
-    def get(self, tenant_id: str, call_id: UUID) -> dict[str, Any]:
-        call = self.get_owned(tenant_id, call_id, Call)
-        return {
-            "id": str(call.id),
-            "tenant_id": call.tenant_id,
-            "call_ref": call.call_ref,
-            "direction": call.direction.value,
-            "hotline": call.hotline,
-            "customer_number": call.customer_number,
-            "started_at": call.started_at.isoformat(),
-            "answered_at": iso_or_none(call.answered_at),
-            "answered_leg_id": call.answered_leg_id,
-            "ended_at": iso_or_none(call.ended_at),
-            "queue_id": str_or_none(call.queue_id),
-            "queues": [str(q) for q in call.queues],
-            "ivr_path": [
-                {
-                    "flow_id": str(s.flow_id),
-                    "flow_version": s.flow_version,
-                    "node_id": s.node_id,
-                    "digits": s.digits,
-                    "at": s.at.isoformat(),
-                }
-                for s in call.ivr_path
-            ],
-            "legs": [
-                {
-                    "leg_id": leg.spec.leg_id,
-                    "party": leg.spec.party.value,
-                    "endpoint": leg.spec.endpoint,
-                    "address": leg.spec.address,
-                    "user_id": str_or_none(leg.spec.user_id),
-                    "on_net": leg.spec.on_net,
-                    "answered_at": iso_or_none(leg.answered_at),
-                    "ended_at": iso_or_none(leg.ended_at),
-                    "muted": leg.muted,
-                    "supervision": str_or_none(call.supervision.get(leg.spec.leg_id)),
-                }
-                for leg in call.legs.values()
-            ],
-            "agent_ids": [str(a) for a in call.agent_ids()],
-            "held": call.held,
-            "consulting": list(call.consulting) if call.consulting else None,
-            "transfers": [
-                {"kind": kind.value, "from_leg_id": src, "to_leg_id": dst}
-                for kind, src, dst in call.transfers
-            ],
-            "conference_leg_ids": list(call.conference_leg_ids),
-            "recordings": [
-                {
-                    "recording_id": r.recording_id,
-                    "started_at": r.started_at.isoformat(),
-                    "stopped_at": iso_or_none(r.stopped_at),
-                    "uri": r.uri,
-                    "duration_seconds": r.duration_seconds,
-                    "size_bytes": r.size_bytes,
-                    "metadata": dict(r.metadata),
-                }
-                for r in call.recordings.values()
-            ],
-            "abandoned": call.abandoned,
-            "forced_by": str_or_none(call.forced_by),
-            "ended_by_leg_id": call.ended_by_leg_id,
-            "end_cause": call.end_cause,
-            "version": call.version,
-        }
+        return Calls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
