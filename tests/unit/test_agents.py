@@ -28,7 +28,6 @@ from domain.base import NotFound
 from domain.phones import InvalidPhoneNumber
 from domain.vocabulary import EndpointKind, Package, Presence, Role
 
-TRANSCODERS = [None, "eventstore.transcoder:MsgspecTranscoder"]
 CC = Package.CALL_CENTER
 CALL = "call-1"
 
@@ -406,11 +405,10 @@ class TestApplication:
         assert shown["endpoints"] == [{"kind": "sip_phone", "address": "sip:101@pbx"}]
 
 
-@pytest.mark.parametrize("transcoder", TRANSCODERS, ids=["default", "msgspec"])
 def test_a_user_reloaded_from_its_events_equals_the_one_that_made_them(
-    transcoder: str | None,
+    transcoder_env: dict[str, str],
 ) -> None:
-    agents = Agents(env={"TRANSCODER_TOPIC": transcoder} if transcoder else None)
+    agents = Agents(env=transcoder_env)
     user = new_agent(Role.SUPERVISOR)
     user.add_endpoint(EndpointKind.MOBILE, "0912345678")
     user.set_skill("billing", 4)

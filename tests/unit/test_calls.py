@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
@@ -44,14 +43,9 @@ def t(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
-# Every test runs on the default JSON transcoder and on the one the event store ships,
-# so each event payload is proven to survive both.
-@pytest.fixture(params=[None, "eventstore.transcoder:MsgspecTranscoder"])
-def calls(request: pytest.FixtureRequest) -> Iterator[Calls]:
-    env = {"TRANSCODER_TOPIC": request.param} if request.param else {}
-    app = Calls(env=env)
-    yield app
-    app.close()
+@pytest.fixture
+def calls(transcoder_env: dict[str, str]) -> Calls:
+    return Calls(env=transcoder_env)
 
 
 def customer_leg(on_net: bool | None = True) -> LegSpec:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
@@ -34,12 +33,9 @@ def always_open(calendar_name: str, now: datetime) -> bool:
     return True
 
 
-@pytest.fixture(params=[None, "eventstore.transcoder:MsgspecTranscoder"])
-def campaigns(request: pytest.FixtureRequest) -> Iterator[Campaigns]:
-    env = {"TRANSCODER_TOPIC": request.param} if request.param else {}
-    app = Campaigns(env=env)
-    yield app
-    app.close()
+@pytest.fixture
+def campaigns(transcoder_env: dict[str, str]) -> Campaigns:
+    return Campaigns(env=transcoder_env)
 
 
 def phone(i: int) -> str:

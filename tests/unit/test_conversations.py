@@ -23,19 +23,14 @@ from domain.conversations import (
 )
 from domain.vocabulary import Channel, Direction
 
-# Replay must hold with the default transcoder and with the one the product stores with.
-TRANSCODERS = {
-    "json": {},
-    "msgspec": {"TRANSCODER_TOPIC": "eventstore.transcoder:MsgspecTranscoder"},
-}
 T0 = datetime(2025, 3, 3, 8, 0, tzinfo=UTC)
 CUSTOMER, AGENT, OTHER_AGENT, QUEUE = uuid4(), uuid4(), uuid4(), uuid4()
 PDF = {"name": "hoa-don.pdf", "content_type": "application/pdf", "size": 1234, "url": "https://f/1"}
 
 
-@pytest.fixture(params=sorted(TRANSCODERS))
-def app(request: pytest.FixtureRequest) -> Conversations:
-    return Conversations(env=TRANSCODERS[request.param])
+@pytest.fixture
+def app(transcoder_env: dict[str, str]) -> Conversations:
+    return Conversations(env=transcoder_env)
 
 
 @pytest.fixture

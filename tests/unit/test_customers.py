@@ -19,16 +19,10 @@ from domain.customers import (
 )
 from projections.customers import CustomersReadModel
 
-# Replay must hold with the default transcoder and with the one the product stores with.
-TRANSCODERS = {
-    "json": {},
-    "msgspec": {"TRANSCODER_TOPIC": "eventstore.transcoder:MsgspecTranscoder"},
-}
 
-
-@pytest.fixture(params=sorted(TRANSCODERS))
-def app(request: pytest.FixtureRequest) -> Customers:
-    return Customers(env=TRANSCODERS[request.param])
+@pytest.fixture
+def app(transcoder_env: dict[str, str]) -> Customers:
+    return Customers(env=transcoder_env)
 
 
 def state(customer: Customer) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from uuid import UUID, uuid4
 
 import pytest
@@ -14,12 +13,9 @@ TENANT = "acme"
 SALES, SUPPORT = uuid4(), uuid4()
 
 
-@pytest.fixture(params=[None, "eventstore.transcoder:MsgspecTranscoder"])
-def flows(request: pytest.FixtureRequest) -> Iterator[IvrFlows]:
-    env = {"TRANSCODER_TOPIC": request.param} if request.param else {}
-    app = IvrFlows(env=env)
-    yield app
-    app.close()
+@pytest.fixture
+def flows(transcoder_env: dict[str, str]) -> IvrFlows:
+    return IvrFlows(env=transcoder_env)
 
 
 def welcome_flow() -> list[Node]:

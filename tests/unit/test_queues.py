@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
@@ -38,12 +38,9 @@ def agent(
     return Candidate(agent_id, presence, dict(skills or {}), departments, groups, ended)
 
 
-@pytest.fixture(params=[None, "eventstore.transcoder:MsgspecTranscoder"])
-def queues(request: pytest.FixtureRequest) -> Iterator[Queues]:
-    env = {"TRANSCODER_TOPIC": request.param} if request.param else {}
-    app = Queues(env=env)
-    yield app
-    app.close()
+@pytest.fixture
+def queues(transcoder_env: dict[str, str]) -> Queues:
+    return Queues(env=transcoder_env)
 
 
 SKILL_RULES = RoutingRules(RoutingPolicy.SKILL, required_skills={"billing": 3})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from uuid import UUID
 
 import pytest
@@ -15,12 +14,9 @@ TENANT = "acme"
 HOUR = 3600
 
 
-@pytest.fixture(params=[None, "eventstore.transcoder:MsgspecTranscoder"])
-def policies(request: pytest.FixtureRequest) -> Iterator[SlaPolicies]:
-    env = {"TRANSCODER_TOPIC": request.param} if request.param else {}
-    app = SlaPolicies(env=env)
-    yield app
-    app.close()
+@pytest.fixture
+def policies(transcoder_env: dict[str, str]) -> SlaPolicies:
+    return SlaPolicies(env=transcoder_env)
 
 
 def standard(policies: SlaPolicies) -> UUID:

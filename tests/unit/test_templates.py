@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from domain.base import NotFound
@@ -21,12 +19,9 @@ TENANT = "acme"
 GREETING = "Xin chào {{customer.name}}, em là {{ agent.name }} từ {{tenant.name}}."
 
 
-@pytest.fixture(params=[None, "eventstore.transcoder:MsgspecTranscoder"])
-def templates(request: pytest.FixtureRequest) -> Iterator[ReplyTemplates]:
-    env = {"TRANSCODER_TOPIC": request.param} if request.param else {}
-    app = ReplyTemplates(env=env)
-    yield app
-    app.close()
+@pytest.fixture
+def templates(transcoder_env: dict[str, str]) -> ReplyTemplates:
+    return ReplyTemplates(env=transcoder_env)
 
 
 # render()

@@ -30,9 +30,6 @@ from domain.tenants import (
 )
 from domain.vocabulary import Package
 
-# The event store's own transcoder, besides eventsourcing's default: stored events must
-# come back the same through both. Selecting it needs no server.
-TRANSCODERS = [None, "eventstore.transcoder:MsgspecTranscoder"]
 HOTLINE = "0912345678"
 
 
@@ -350,11 +347,10 @@ class TestSuspension:
         assert tenants.get("acme")["version"] == version
 
 
-@pytest.mark.parametrize("transcoder", TRANSCODERS, ids=["default", "msgspec"])
 def test_a_tenant_reloaded_from_its_events_equals_the_one_that_made_them(
-    transcoder: str | None,
+    transcoder_env: dict[str, str],
 ) -> None:
-    tenants = Tenants(env={"TRANSCODER_TOPIC": transcoder} if transcoder else None)
+    tenants = Tenants(env=transcoder_env)
     tenant = Tenant.register("acme", "Acme Co.", Package.CALL_CENTER, [HOTLINE])
     tenant.add_hotline("0987654321")
     tenant.disable_feature("CC20")

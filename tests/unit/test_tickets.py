@@ -22,17 +22,12 @@ from domain.tickets import (
 )
 from domain.vocabulary import Priority
 
-# Replay must hold with the default transcoder and with the one the product stores with.
-TRANSCODERS = {
-    "json": {},
-    "msgspec": {"TRANSCODER_TOPIC": "eventstore.transcoder:MsgspecTranscoder"},
-}
 CUSTOMER, AGENT, OTHER_AGENT = uuid4(), uuid4(), uuid4()
 
 
-@pytest.fixture(params=sorted(TRANSCODERS))
-def app(request: pytest.FixtureRequest) -> Tickets:
-    return Tickets(env=TRANSCODERS[request.param])
+@pytest.fixture
+def app(transcoder_env: dict[str, str]) -> Tickets:
+    return Tickets(env=transcoder_env)
 
 
 @pytest.fixture
