@@ -11,9 +11,13 @@ UI's idempotency key) and the same id twice records nothing the second time — 
 the conversation was closed, so a late redelivery is not an error.
 
 Finding a conversation by its `thread_key` (email Message-ID root, Facebook post or
-comment id, chat session id, caller number) is a read-model concern: the domain records
-the key; a projection indexes it and a connector asks the index which conversation a new
-fact belongs to, starting a new one when the thread's conversation is closed.
+comment id, chat session id, caller number) needs no read model for inbound facts:
+`receive_in_thread` derives the conversation's id from (tenant, channel, thread key,
+generation). Generation 0 is the thread's first conversation; when it is closed, the next
+message starts generation 1, and so on, so a thread is a chain of ids walked from 0. A
+message already recorded in any of them (a redelivery after closing) records nothing.
+The walk costs one load per closed conversation of the thread: fine for sessions and mail
+threads; a long-lived thread (an SMS number) may later want an index in a read model.
 
 Status workflow (same status again changes nothing; anything else is refused):
 
@@ -39,7 +43,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID, uuid4, uuid5
 
 from eventsourcing.domain import event
 
@@ -62,6 +66,9 @@ MAX_ATTACHMENT_SIZE = 100 * 1024 * 1024
 MAX_TAGS = 20
 MAX_TAG = 50
 ATTACHMENT_FIELDS = ("name", "content_type", "size", "url")
+
+# Namespace of the ids of conversations found by their thread (receive_in_thread).
+_THREAD_NAMESPACE = UUID("7a4e2c90-5d3b-4f61-b0a8-1e9c6d2f8a37")
 
 
 class ConversationStatus(StrEnum):
@@ -393,6 +400,13 @@ def fact_time(at: datetime | None) -> datetime:
     return datetime.now(UTC) if at is None else aware(at, InvalidConversation)
 
 
+def thread_conversation_id(
+    tenant_id: str, channel: Channel, thread_key: str, generation: int = 0
+) -> UUID:
+    """The id of a thread's `generation`-th conversation (see receive_in_thread)."""
+    return uuid5(_THREAD_NAMESPACE, f"{tenant_id}/{channel.value}/{generation}/{thread_key}")
+
+
 def normal_tag(tag: str, error: type[DomainError]) -> str:
     """Tags compare case- and spacing-insensitively: "  VIP  customer" is "vip customer"."""
     return clean_name(tag.lower(), "a tag", MAX_TAG, error)
@@ -487,6 +501,56 @@ class Conversations(TenantApplication):
             Conversation,
             lambda c: c.receive_message(message_id, body, attachments, at),
         )
+
+    def receive_in_thread(
+        self,
+        tenant_id: str,
+        channel: Channel | str,
+        thread_key: str,
+        customer_id: UUID,
+        message_id: str,
+        body: str,
+        attachments: Iterable[Mapping[str, Any]] = (),
+        *,
+        subject: str | None = None,
+        at: datetime | None = None,
+    ) -> tuple[UUID, bool]:
+        """An inbound message of a channel's thread, in the thread's open conversation.
+
+        Starts the conversation (for `customer_id`) when the thread has none open. Returns
+        the conversation's id and whether anything was recorded (False: a redelivery).
+        """
+        channel = checked_enum(Channel, channel, InvalidConversation)
+        thread_key = checked_text(thread_key, "a thread key", 1000, InvalidConversation)
+        message_id = _message_id(message_id)
+        generation = 0
+        while True:
+            conversation_id = thread_conversation_id(tenant_id, channel, thread_key, generation)
+            if conversation_id not in self.repository:
+                # eventsourcing's constructor for a given id (calling the class makes one up).
+                conversation = Conversation._create(
+                    Conversation.Started,
+                    id=conversation_id,
+                    tenant_id=tenant_id,
+                    channel=channel,
+                    customer_id=customer_id,
+                    direction=Direction.INBOUND,
+                    queue_id=None,
+                    subject=optional_text(subject, "a subject", 500, InvalidConversation),
+                    thread_key=thread_key,
+                    at=fact_time(at),
+                )
+                break
+            conversation = self.get_owned(tenant_id, conversation_id, Conversation)
+            if message_id in conversation.message_ids:
+                return conversation_id, False
+            if conversation.status is not ConversationStatus.CLOSED:
+                break
+            generation += 1
+        # Started and first message in one save: a thread never has an empty conversation.
+        conversation.receive_message(message_id, body, attachments, at)
+        self.save(conversation)
+        return conversation_id, True
 
     def send_message(
         self,

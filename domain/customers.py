@@ -20,13 +20,19 @@ was, gains `MergedInto(target_id)` and from then on refuses every command with
 Which customer owns an identity across the tenant (the phone → customer index) is a
 read-model concern: the domain does not forbid two customers sharing a phone — that is
 exactly what a merge resolves.
+
+Connectors need the opposite lookup without waiting for a read model: `register_for_identity`
+gives the customer first seen through an identity an id derived from (tenant, kind,
+normalised value), so every later fact with that identity finds the same customer by id
+(following a merge to its survivor). A customer registered by hand with the same phone is
+a second customer until somebody merges the two.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from uuid import UUID
+from uuid import UUID, uuid5
 
 from eventsourcing.domain import event
 
@@ -40,6 +46,9 @@ PROFILE_FIELDS = {"company": 200, "address": 500, "language": 2}
 MAX_IDENTITIES = 50
 MAX_ATTRIBUTES = 50
 MAX_ATTRIBUTE_VALUE = 1000
+
+# Namespace of the ids of customers first seen through an identity (register_for_identity).
+_IDENTITY_NAMESPACE = UUID("0d6b3a52-93a4-4f0b-8d8e-2c1f6a7e4b19")
 
 _ATTRIBUTE_KEY = re.compile(r"[a-z0-9_][a-z0-9_.-]{0,63}", re.ASCII)
 
@@ -270,6 +279,11 @@ def normal_identity(kind: str, value: str) -> tuple[str, str]:
     return kind, value
 
 
+def identity_customer_id(tenant_id: str, kind: str, value: str) -> UUID:
+    """The id of the customer first seen through this (already normalised) identity."""
+    return uuid5(_IDENTITY_NAMESPACE, f"{tenant_id}/{kind}/{value}")
+
+
 def _normal_email(value: str) -> str:
     value = value.lower()
     local, at, domain = value.rpartition("@")
@@ -324,6 +338,31 @@ class Customers(TenantApplication):
         )
         self.save(customer)
         return customer.id
+
+    def register_for_identity(
+        self, tenant_id: str, kind: str, value: str, name: str | None = None
+    ) -> UUID:
+        """The customer a connector's fact comes from, registered on first sight.
+
+        The id is derived from the normalised identity, so the same identity always finds
+        the same customer without a read model; a merged one answers with its survivor.
+        `name` (the channel's display name) defaults to the identity's value.
+        """
+        identity = normal_identity(kind, value)
+        customer_id = identity_customer_id(tenant_id, *identity)
+        if customer_id in self.repository:
+            return self.resolve(tenant_id, customer_id)
+        # `_create` is eventsourcing's constructor that takes a given id; calling the class
+        # would make one up (uuid4).
+        customer = Customer._create(
+            Customer.Registered,
+            id=customer_id,
+            tenant_id=tenant_id,
+            name=clean_name(name or identity[1], "a customer's name", 200, InvalidCustomer),
+            identities=[identity],
+        )
+        self.save(customer)
+        return customer_id
 
     def rename(self, tenant_id: str, customer_id: UUID, name: str) -> None:
         self.change(tenant_id, customer_id, Customer, lambda c: c.rename(name))

@@ -1,0 +1,210 @@
+"""Commands from facts: one handling function per fact kind, no NATS (connectors.bus is).
+
+`handle(fact, apps)` runs the domain verbs a fact calls for and says what came of it:
+
+- `applied`: the fact changed something;
+- `duplicate`: it changed nothing (delivered before, or its target state already held);
+- `rejected: <reason>`: the domain refused it; delivering it again would not help;
+- `deferred: <reason>`: it came before the fact it follows (an answer before the call
+  started, which happens when several processes share the work or after a retry): the
+  bus delivers it again later.
+
+Inbound messages find their customer by identity and their conversation by thread key
+through ids derived from them (Customers.register_for_identity,
+Conversations.receive_in_thread), and the fact's id is the message id, so a redelivered
+fact records nothing. Telephony facts pass their id as the call verbs' `fact_id`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from connectors.facts import (
+    AnyFact,
+    Attachment,
+    CallAnswered,
+    CallHungUp,
+    CallStarted,
+    ChatMessageReceived,
+    EmailReceived,
+    FacebookCommentReceived,
+    FacebookMessageReceived,
+    MessageFact,
+    SmsReceived,
+)
+from domain.base import DomainError, NotFound
+from domain.call_legs import LegSpec
+from domain.call_service import Calls
+from domain.calls import Call, InvalidCall
+from domain.conversations import Conversations
+from domain.customers import Customers
+from domain.vocabulary import Channel, EndpointKind
+
+APPLIED = "applied"
+DUPLICATE = "duplicate"
+
+
+@dataclass(frozen=True)
+class FactApps:
+    """The applications the fact handlers drive."""
+
+    customers: Customers
+    conversations: Conversations
+    calls: Calls
+
+
+@dataclass(frozen=True)
+class _Inbound:
+    """A message fact in the terms of the domain: who, which thread, what."""
+
+    channel: Channel
+    identity: tuple[str, str]
+    name: str | None
+    thread_key: str
+    subject: str | None
+    body: str
+    attachments: list[Attachment]
+
+
+def handle(fact: AnyFact, apps: FactApps) -> str:
+    """Apply one fact; domain refusals become `rejected: …`, never an exception."""
+    try:
+        if isinstance(fact, CallStarted | CallAnswered | CallHungUp):
+            return _call(fact, apps.calls)
+        return _message(fact, apps)
+    except NotFound as error:
+        if isinstance(fact, CallAnswered | CallHungUp):
+            return f"deferred: {error}"
+        return f"rejected: {type(error).__name__}: {error}"
+    except DomainError as error:
+        return f"rejected: {type(error).__name__}: {error}"
+
+
+def _message(fact: MessageFact, apps: FactApps) -> str:
+    inbound = _inbound(fact)
+    customer_id = apps.customers.register_for_identity(
+        fact.tenant_id, *inbound.identity, name=inbound.name
+    )
+    _, recorded = apps.conversations.receive_in_thread(
+        fact.tenant_id,
+        inbound.channel,
+        inbound.thread_key,
+        customer_id,
+        fact.fact_id,
+        inbound.body,
+        [_attachment(a) for a in inbound.attachments],
+        subject=inbound.subject,
+        at=fact.at,
+    )
+    return APPLIED if recorded else DUPLICATE
+
+
+def _inbound(fact: MessageFact) -> _Inbound:
+    if isinstance(fact, ChatMessageReceived):
+        return _Inbound(
+            Channel.CHAT,
+            ("chat", fact.visitor_id),
+            fact.visitor_name,
+            fact.session_id,
+            None,
+            fact.text,
+            fact.attachments,
+        )
+    if isinstance(fact, EmailReceived):
+        return _Inbound(
+            Channel.EMAIL,
+            ("email", fact.from_address),
+            fact.from_name,
+            fact.thread_key,
+            fact.subject,
+            fact.text,
+            fact.attachments,
+        )
+    if isinstance(fact, SmsReceived):
+        # One SMS thread per (customer number, hotline): a customer texting two hotlines
+        # talks to two parts of the tenant.
+        return _Inbound(
+            Channel.SMS,
+            ("phone", fact.from_number),
+            None,
+            f"{fact.hotline}/{fact.from_number}",
+            None,
+            fact.text,
+            [],
+        )
+    if isinstance(fact, FacebookMessageReceived):
+        return _Inbound(
+            Channel.MESSENGER,
+            ("facebook", fact.sender_id),
+            fact.sender_name,
+            f"{fact.page_id}/{fact.thread_id}",
+            None,
+            fact.text,
+            fact.attachments,
+        )
+    if isinstance(fact, FacebookCommentReceived):
+        return _Inbound(
+            Channel.FACEBOOK_COMMENT,
+            ("facebook", fact.sender_id),
+            fact.sender_name,
+            f"{fact.page_id}/{fact.post_id}",
+            None,
+            fact.text,
+            [],
+        )
+    raise TypeError(f"not a message fact: {type(fact).__name__}")
+
+
+def _attachment(attachment: Attachment) -> dict[str, Any]:
+    return {
+        "name": attachment.name,
+        "content_type": attachment.content_type,
+        "size": attachment.size,
+        "url": attachment.url,
+    }
+
+
+def _call(fact: CallStarted | CallAnswered | CallHungUp, calls: Calls) -> str:
+    tenant = fact.tenant_id
+    if isinstance(fact, CallStarted):
+        try:
+            calls.get(tenant, Call.create_id(tenant, fact.call_ref.strip()))
+        except NotFound:
+            _start_call(fact, calls)
+            return APPLIED
+        return DUPLICATE
+    call_id = Call.create_id(tenant, fact.call_ref.strip())
+    # The call verbs are idempotent but do not say whether they did anything; the
+    # aggregate's version does.
+    before = calls.get(tenant, call_id)["version"]
+    if isinstance(fact, CallAnswered):
+        calls.answer(tenant, call_id, fact.leg_id, fact.at, fact.fact_id)
+    else:
+        calls.hang_up(tenant, call_id, fact.leg_id, fact.cause, fact.at, fact.fact_id)
+    return APPLIED if calls.get(tenant, call_id)["version"] != before else DUPLICATE
+
+
+def _start_call(fact: CallStarted, calls: Calls) -> UUID:
+    tenant, ref, at = fact.tenant_id, fact.call_ref, fact.at
+    if fact.direction == "inbound":
+        customer = LegSpec.customer(fact.caller_leg_id, fact.caller_number)
+        return calls.start_inbound(tenant, ref, fact.hotline or "", customer, at)
+    agent = _agent_leg(fact)
+    if fact.direction == "internal":
+        return calls.start_internal(tenant, ref, agent, at)
+    if not fact.callee_leg_id or not fact.callee_number:
+        raise InvalidCall("an outbound call needs the customer's leg id and number")
+    customer = LegSpec.customer(fact.callee_leg_id, fact.callee_number)
+    return calls.start_outbound(tenant, ref, fact.hotline or "", agent, customer, at)
+
+
+def _agent_leg(fact: CallStarted) -> LegSpec:
+    if fact.agent_id is None or fact.agent_endpoint not in set(EndpointKind):
+        raise InvalidCall(
+            f"a {fact.direction} call needs the agent's id and endpoint kind "
+            f"({', '.join(EndpointKind)})"
+        )
+    endpoint = EndpointKind(fact.agent_endpoint)
+    return LegSpec.agent(fact.caller_leg_id, fact.agent_id, endpoint, fact.caller_number)
