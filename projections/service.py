@@ -93,7 +93,11 @@ class ProjectionService:
 
     async def _subscribe(self) -> None:
         position = await asyncio.to_thread(self.readmodel.position)
-        broker = NatsBroker(self._url.split(","), max_reconnect_attempts=-1)
+        # Per-message service logs at DEBUG: at INFO they are two lines per event, which
+        # buries everything else (and a replay writes thousands).
+        broker = NatsBroker(
+            self._url.split(","), max_reconnect_attempts=-1, log_level=logging.DEBUG
+        )
         broker.subscriber(
             self.layout.events_filter,
             stream=JStream(self.layout.stream, declare=False),

@@ -28,20 +28,22 @@ def instance(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     data = tmp_path_factory.mktemp("thin")
     port = free_port()
     env = {**os.environ, "CLOUDCC_DATA": str(data), "NATS_URL": nats_url}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "deploy.cli", "up", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert proc.stdout is not None
+    # A file, not a pipe: nobody reads a pipe after start-up, and a full one would block
+    # the instance's next log line (and with it its event loop).
+    log = data / "up.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "deploy.cli", "up", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     deadline = time.monotonic() + 30
-    for line in proc.stdout:
-        if "cloudcc is up:" in line:
-            break
+    while "cloudcc is up:" not in log.read_text():
+        assert proc.poll() is None, log.read_text()
         assert time.monotonic() < deadline, "cloudcc up did not come up"
+        time.sleep(0.05)
     yield f"http://127.0.0.1:{port}"
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(20) == 0
