@@ -57,7 +57,13 @@ def _events(subparsers: Subparsers) -> None:
     events_cli.register(subparsers)
 
 
-COMMANDS: list[Callable[[Subparsers], None]] = [register, _events]
+def _projections(subparsers: Subparsers) -> None:
+    from deploy import projections_cli
+
+    projections_cli.register(subparsers)
+
+
+COMMANDS: list[Callable[[Subparsers], None]] = [register, _events, _projections]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,11 +4,12 @@ and their APIs. The runtime calls `register_services` before it starts.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from domain.asyncapp import AsyncRunner
 from domain.customers import Customers
-from projections.customers import CustomersReadModel
+from projections.registry import CUSTOMERS
 from projections.service import ProjectionService
 from web.api.customers import customers_router
 
@@ -18,9 +19,11 @@ class DomainService:
 
     name = "domain"
 
-    def __init__(self, readmodels_dir: Any) -> None:
+    def __init__(self, data_dir: Path) -> None:
         self.runner = AsyncRunner()
-        self.customers_read = CustomersReadModel(readmodels_dir / "customers.sqlite")
+        # Where each read model lives is the registry's to say: `cloudcc projections`
+        # must find the very file this service writes.
+        self.customers_read = CUSTOMERS.open(data_dir)
         self._customers: Customers | None = None
 
     @property
@@ -49,9 +52,9 @@ class DomainService:
 
 
 def register_services(runtime: Any) -> None:
-    domain = DomainService(runtime.settings.data_dir / "readmodels")
+    domain = DomainService(runtime.settings.data_dir)
     runtime.add_service(domain)
     runtime.add_service(
-        ProjectionService(lambda: domain.customers, Customers.name, domain.customers_read)
+        ProjectionService(lambda: domain.customers, CUSTOMERS.app_name, domain.customers_read)
     )
     runtime.add_route_handlers(customers_router(domain))
