@@ -4,10 +4,17 @@ and their APIs. The runtime calls `register_services` before it starts.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
+from faststream.nats import NatsBroker
+
+from connectors.bus import ensure_facts_stream, register_fact_subscribers
+from connectors.handlers import FactApps
 from domain.asyncapp import AsyncRunner
+from domain.call_service import Calls
+from domain.conversations import Conversations
 from domain.customers import Customers
 from projections.registry import CUSTOMERS
 from projections.service import ProjectionService
@@ -24,13 +31,17 @@ class DomainService:
         # Where each read model lives is the registry's to say: `cloudcc projections`
         # must find the very file this service writes.
         self.customers_read = CUSTOMERS.open(data_dir)
-        self._customers: Customers | None = None
+        self._apps: FactApps | None = None
+
+    @property
+    def apps(self) -> FactApps:
+        if self._apps is None:
+            raise RuntimeError("the domain service has not started")
+        return self._apps
 
     @property
     def customers(self) -> Customers:
-        if self._customers is None:
-            raise RuntimeError("the domain service has not started")
-        return self._customers
+        return self.apps.customers
 
     async def start(self, runtime: Any) -> None:
         env = {
@@ -39,21 +50,55 @@ class DomainService:
             "EVENTSTORE_REPLICAS": str(runtime.settings.replicas),
         }
         # Building an application connects and creates its stream: keep it off the loop.
-        self._customers = await self.runner(Customers, env=env)
+        self._apps = FactApps(
+            customers=await self.runner(Customers, env=env),
+            conversations=await self.runner(Conversations, env=env),
+            calls=await self.runner(Calls, env=env),
+        )
 
     async def stop(self) -> None:
-        if self._customers is not None:
-            self._customers.close()
-            self._customers = None
+        if self._apps is not None:
+            for app in (self._apps.customers, self._apps.conversations, self._apps.calls):
+                app.close()
+            self._apps = None
         self.runner.close()
 
     def health(self) -> dict[str, Any]:
-        return {"state": "running" if self._customers else "stopped", "error": None}
+        return {"state": "running" if self._apps else "stopped", "error": None}
+
+
+class FactsService:
+    """The fact subscribers (connectors.bus): facts from channels and the switch become
+    domain commands. Several processes may run it; they share each kind's consumer."""
+
+    name = "facts"
+
+    def __init__(self, domain: DomainService) -> None:
+        self.domain = domain
+        self._broker: NatsBroker | None = None
+
+    async def start(self, runtime: Any) -> None:
+        await ensure_facts_stream(runtime.nc.jetstream())
+        broker = NatsBroker(
+            runtime.nats_url.split(","), max_reconnect_attempts=-1, log_level=logging.DEBUG
+        )
+        register_fact_subscribers(broker, self.domain.apps, self.domain.runner)
+        await broker.start()
+        self._broker = broker
+
+    async def stop(self) -> None:
+        broker, self._broker = self._broker, None
+        if broker is not None:
+            await broker.stop()
+
+    def health(self) -> dict[str, Any]:
+        return {"state": "running" if self._broker else "stopped", "error": None}
 
 
 def register_services(runtime: Any) -> None:
     domain = DomainService(runtime.settings.data_dir)
     runtime.add_service(domain)
+    runtime.add_service(FactsService(domain))
     runtime.add_service(
         ProjectionService(lambda: domain.customers, CUSTOMERS.app_name, domain.customers_read)
     )

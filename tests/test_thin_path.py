@@ -244,3 +244,34 @@ def test_a_projection_parks_at_a_bad_message_until_an_operator_skips_it(
         )
         assert shown.json()["name"] == "after"
         assert http.get("/health").json()["services"]["customers"]["state"] == "running"
+
+
+def test_a_chat_fact_becomes_a_customer_in_the_read_model(instance: str, nats_url: str) -> None:
+    # fact on NATS → fact handler → domain → event store → projection → HTTP
+    from datetime import UTC, datetime
+
+    from connectors.facts import ChatMessageReceived, publish_fact
+
+    tenant = f"chat{uuid.uuid4().hex[:8]}"
+    fact = ChatMessageReceived(
+        fact_id=f"frame-{uuid.uuid4()}",
+        tenant_id=tenant,
+        at=datetime.now(UTC),
+        visitor_id="visitor-42",
+        session_id="session-1",
+        text="Xin chào",
+        visitor_name="Khách 42",
+    )
+
+    async def publish() -> None:
+        nc = await nats.connect(nats_url)
+        await publish_fact(nc.jetstream(), fact)
+        await nc.close()
+
+    asyncio.run(publish())
+    with httpx.Client(base_url=instance, timeout=10) as http:
+        listed = wait_for(
+            lambda: http.get(f"/api/v1/tenants/{tenant}/customers").json(), lambda c: len(c) > 0
+        )
+        assert [c["identities"] for c in listed] == [[["chat", "visitor-42"]]]
+        assert http.get("/health").json()["services"]["facts"]["state"] == "running"
