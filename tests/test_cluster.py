@@ -2,33 +2,17 @@
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 from eventsourcing.persistence import StoredEvent
+from helpers import retry
 
 import eventstore
 from deploy.natsserver import local_cluster
 from eventstore import connection
 from eventstore.layout import StreamLayout
 from eventstore.store import JetStreamStore
-
-T = TypeVar("T")
-
-
-def retry(fn: Callable[[], T], seconds: float = 30) -> T:
-    # A cluster elects stream leaders after a start or a loss: calls fail until then.
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            return fn()
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.25)
 
 
 def test_appends_acknowledged_by_a_r3_stream_survive_the_loss_of_a_node(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import msgspec
 import nats
 import pytest
 from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent, Tracking
+from helpers import retry
 from nats.aio.msg import Msg
 
 import eventstore
@@ -270,15 +271,7 @@ def test_reads_and_writes_keep_going_when_the_server_restarts(tmp_path: Path) ->
         r.insert_events([ev(agg, 1)])
         server.stop()
         server.start()  # same port, same data
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                r.insert_events([ev(agg, 2)])
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        retry(lambda: r.insert_events([ev(agg, 2)]))
         assert [e.originator_version for e in r.select_events(agg)] == [1, 2]
     finally:
         conn.close()
@@ -301,15 +294,7 @@ def test_an_acknowledged_append_survives_a_crash_of_nats_server(tmp_path: Path) 
             r.insert_events([ev(agg, 1), ev(agg, 2)])
         server.kill()  # SIGKILL: no flush, no goodbye
         server.start()
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                notifications = r.select_notifications(None, 1000)
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        notifications = retry(lambda: r.select_notifications(None, 1000))
         assert len(notifications) == 400
         assert {n.originator_id for n in notifications} == set(aggs)
     finally:
@@ -450,15 +435,7 @@ def test_a_subscription_carries_on_after_the_server_restarts(
             assert next(subscription).id == 1
             server.stop()
             server.start()
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    r.insert_events([ev(uuid.uuid4(), 1)])
-                    break
-                except Exception:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.2)
+            retry(lambda: r.insert_events([ev(uuid.uuid4(), 1)]))
             assert next(subscription).id == 2
     finally:
         conn.close()
