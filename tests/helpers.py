@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TypeVar
+
+from deploy.natsserver import NatsServer
+from eventstore.connection import NatsConnection
+from eventstore.layout import StreamLayout
+from eventstore.store import JetStreamStore
 
 T = TypeVar("T")
 
@@ -20,3 +27,18 @@ def retry(fn: Callable[[], T], seconds: float = 20) -> T:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def private_server(tmp_path: Path, app: str) -> Iterator[tuple[NatsServer, JetStreamStore]]:
+    """A nats-server of the test's own (to stop, kill or restart) and a store on it."""
+    server = NatsServer(tmp_path / "nats")
+    server.start()
+    conn = NatsConnection(server.url)
+    try:
+        store = JetStreamStore(conn, StreamLayout(app))
+        conn.run(store.ensure_stream())
+        yield server, store
+    finally:
+        conn.close()
+        server.stop()

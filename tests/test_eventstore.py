@@ -16,7 +16,7 @@ import msgspec
 import nats
 import pytest
 from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent, Tracking
-from helpers import retry
+from helpers import private_server, retry
 from nats.aio.msg import Msg
 
 import eventstore
@@ -258,14 +258,7 @@ def test_an_undecodable_message_stops_readers_at_its_sequence_until_skipped(
 
 
 def test_reads_and_writes_keep_going_when_the_server_restarts(tmp_path: Path) -> None:
-    from deploy.natsserver import NatsServer
-
-    server = NatsServer(tmp_path / "nats")
-    server.start()
-    conn = connection.NatsConnection(server.url)
-    try:
-        s = JetStreamStore(conn, StreamLayout("restart"))
-        conn.run(s.ensure_stream())
+    with private_server(tmp_path, "restart") as (server, s):
         r = eventstore.JetStreamApplicationRecorder(s)
         agg = uuid.uuid4()
         r.insert_events([ev(agg, 1)])
@@ -273,21 +266,12 @@ def test_reads_and_writes_keep_going_when_the_server_restarts(tmp_path: Path) ->
         server.start()  # same port, same data
         retry(lambda: r.insert_events([ev(agg, 2)]))
         assert [e.originator_version for e in r.select_events(agg)] == [1, 2]
-    finally:
-        conn.close()
-        server.stop()
 
 
 def test_an_acknowledged_append_survives_a_crash_of_nats_server(tmp_path: Path) -> None:
-    from deploy.natsserver import NatsServer
-
-    server = NatsServer(tmp_path / "nats")  # the embedded default: sync_interval always
-    server.start()
-    assert "sync_interval: always" in server.config_file.read_text()
-    conn = connection.NatsConnection(server.url)
-    try:
-        s = JetStreamStore(conn, StreamLayout("crash"))
-        conn.run(s.ensure_stream())
+    with private_server(tmp_path, "crash") as (server, s):
+        # The embedded default, which this test is about.
+        assert "sync_interval: always" in server.config_file.read_text()
         r = eventstore.JetStreamApplicationRecorder(s)
         aggs = [uuid.uuid4() for _ in range(200)]
         for agg in aggs:
@@ -297,9 +281,6 @@ def test_an_acknowledged_append_survives_a_crash_of_nats_server(tmp_path: Path) 
         notifications = retry(lambda: r.select_notifications(None, 1000))
         assert len(notifications) == 400
         assert {n.originator_id for n in notifications} == set(aggs)
-    finally:
-        conn.close()
-        server.stop()
 
 
 def test_a_slow_subscriber_pauses_delivery_and_loses_nothing(
@@ -419,16 +400,10 @@ def test_a_long_read_answers_flow_control_and_never_stalls(
 def test_a_subscription_carries_on_after_the_server_restarts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from deploy.natsserver import NatsServer
     from eventstore import reader
 
     monkeypatch.setattr(reader, "HEARTBEAT", 0.5)  # notice the silence within 1.5 s
-    server = NatsServer(tmp_path / "nats")
-    server.start()
-    conn = connection.NatsConnection(server.url)
-    try:
-        s = JetStreamStore(conn, StreamLayout("resub"))
-        conn.run(s.ensure_stream())
+    with private_server(tmp_path, "resub") as (server, s):
         r = eventstore.JetStreamApplicationRecorder(s)
         r.insert_events([ev(uuid.uuid4(), 1)])
         with r.subscribe(gt=None) as subscription:
@@ -437,9 +412,6 @@ def test_a_subscription_carries_on_after_the_server_restarts(
             server.start()
             retry(lambda: r.insert_events([ev(uuid.uuid4(), 1)]))
             assert next(subscription).id == 2
-    finally:
-        conn.close()
-        server.stop()
 
 
 def _drop_first_reply(conn: connection.NatsConnection, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -474,14 +446,8 @@ def test_a_stored_append_whose_ack_was_lost_is_reported_stored(
 
 
 def test_appending_while_disconnected_fails_at_once_and_lands_nowhere(tmp_path: Path) -> None:
-    from deploy.natsserver import NatsServer
-
-    server = NatsServer(tmp_path / "nats")
-    server.start()
-    conn = connection.NatsConnection(server.url)
-    try:
-        s = JetStreamStore(conn, StreamLayout("offline"))
-        conn.run(s.ensure_stream())
+    with private_server(tmp_path, "offline") as (server, s):
+        conn = s.conn
         r = eventstore.JetStreamApplicationRecorder(s)
         server.stop()
         started = time.monotonic()
@@ -494,9 +460,6 @@ def test_appending_while_disconnected_fails_at_once_and_lands_nowhere(tmp_path: 
             time.sleep(0.1)
         time.sleep(0.5)  # anything buffered would have been flushed by now
         assert r.max_notification_id() is None
-    finally:
-        conn.close()
-        server.stop()
 
 
 def test_a_delivery_lost_at_the_end_of_the_stream_is_noticed_by_the_heartbeat(
