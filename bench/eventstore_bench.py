@@ -86,6 +86,8 @@ from nats.js.api import StorageType, StreamConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable without install
 
+from baselines import ordered_read  # noqa: E402
+
 from deploy.natsserver import NatsServer, nats_server_binary
 from eventstore.connection import NatsConnection
 from eventstore.layout import StreamLayout, envelope
@@ -321,22 +323,7 @@ class Bench:
         n = self.read_n
 
         async def read(subject: str, stream: str) -> None:
-            done = asyncio.get_running_loop().create_future()
-            count = 0
-
-            async def on_msg(msg: Msg) -> None:
-                nonlocal count
-                count += 1
-                if count == n and not done.done():
-                    done.set_result(None)
-
-            sub = await self.raw_nc.jetstream().subscribe(
-                subject, stream=stream, cb=on_msg, ordered_consumer=True
-            )
-            try:
-                await asyncio.wait_for(done, 120)
-            finally:
-                await sub.unsubscribe()
+            await ordered_read(self.raw_nc, subject, stream, n, timeout=120)
 
         self.timed(
             "raw_ordered_read",

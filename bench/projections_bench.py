@@ -32,9 +32,10 @@ import uuid
 from pathlib import Path
 
 import nats
-from nats.aio.msg import Msg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from baselines import ordered_read  # noqa: E402
 
 from deploy.natsserver import NatsServer  # noqa: E402
 from domain.customers import Customers  # noqa: E402
@@ -65,22 +66,12 @@ def fill(app: Customers, n: int, threads: int = 8) -> None:
 
 async def raw_read(url: str, stream: str, n: int) -> float:
     nc = await nats.connect(url)
-    done = asyncio.get_running_loop().create_future()
-    count = 0
-
-    async def on_msg(msg: Msg) -> None:
-        nonlocal count
-        count += 1
-        if count == n and not done.done():
-            done.set_result(None)
-
-    started = time.perf_counter()
-    sub = await nc.jetstream().subscribe(">", stream=stream, cb=on_msg, ordered_consumer=True)
-    await asyncio.wait_for(done, 300)
-    seconds = time.perf_counter() - started
-    await sub.unsubscribe()
-    await nc.close()
-    return seconds
+    try:
+        started = time.perf_counter()
+        await ordered_read(nc, ">", stream, n)
+        return time.perf_counter() - started
+    finally:
+        await nc.close()
 
 
 def main(argv: list[str] | None = None) -> int:
