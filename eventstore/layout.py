@@ -34,7 +34,6 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 
 SYSTEM_TENANT = "_"
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
-_UUID_TEXT = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 class InvalidTenantError(ValueError):
@@ -104,9 +103,6 @@ class StreamLayout:
     def events_filter(self) -> str:
         return f"{self.kind}.*.{self.app}.*"
 
-    def tenant_filter(self, tenant: str) -> str:
-        return f"{self.kind}.{tenant}.{self.app}.*"
-
     def tracking_subject(self, upstream: str) -> str:
         return f"trk.{self.app}.{app_token(upstream)}"
 
@@ -147,7 +143,3 @@ def envelope(originator_id: UUID | str, version: int, topic: str, state: bytes) 
 
 def originator_of(env: Envelope) -> UUID | str:
     return env.originator_uuid if env.originator_uuid is not None else env.originator_str or ""
-
-
-def is_uuid_text(text: str) -> bool:
-    return bool(_UUID_TEXT.match(text))

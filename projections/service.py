@@ -65,7 +65,6 @@ class ProjectionService:
         self._failures = 0
         self._retry: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
-        self.on_applied: list[Any] = []
 
     @property
     def app(self) -> Application[Any]:
@@ -128,14 +127,11 @@ class ProjectionService:
             return
         try:
             event = self.app.mapper.to_domain_event(notification)
-            applied = await asyncio.to_thread(self.readmodel.apply, seq, event)
+            await asyncio.to_thread(self.readmodel.apply, seq, event)
         except Exception as error:  # noqa: BLE001 - any failure parks the projection here
             self._fail(seq, error)
             return
         self._failures = 0
-        if applied:
-            for callback in self.on_applied:
-                await callback(self, seq, event)
 
     async def _skipped(self, seq: int) -> bool:
         """Whether an operator recorded that readers may pass this message."""
