@@ -130,6 +130,13 @@ def _specs(name: str | None) -> list[Any]:
     return [READMODELS[name]]
 
 
+def _where(positions: dict[str, int]) -> str:
+    """Positions as operators read them: `position 42`, or `customers 42, calls 7`."""
+    if len(positions) == 1:
+        return f"position {next(iter(positions.values()))}"
+    return ", ".join(f"{name} {position}" for name, position in positions.items())
+
+
 # ------------------------------------------------------------------------------ status
 def _status(args: argparse.Namespace) -> int:
     from eventsourcing.persistence import OperationalError
@@ -137,7 +144,7 @@ def _status(args: argparse.Namespace) -> int:
     from eventstore import connection
     from eventstore.layout import StreamLayout
     from eventstore.store import JetStreamStore
-    from projections.rebuild import connect_readonly, tracked_position
+    from projections.rebuild import connect_readonly, tracked_positions
 
     settings = _settings(args)
     info = find_instance(settings.data_dir)
@@ -153,34 +160,38 @@ def _status(args: argparse.Namespace) -> int:
         rows = []
         for spec in _specs(None):
             path = spec.path(settings.data_dir)
-            position: int | None = None
+            positions: dict[str, int] | None = None
             if path.exists():
                 db = connect_readonly(path)
                 try:
-                    position = tracked_position(db, spec.name)
+                    positions = tracked_positions(db, spec.upstreams)
                 finally:
                     db.close()
-            lag = "?"
-            if conn is not None:
-                store = JetStreamStore(conn, StreamLayout(spec.app_name))
-                try:
-                    last = conn.run(store.max_notification_id()) or 0
-                except OperationalError:
-                    last = 0  # no stream yet: nothing was ever appended
-                lag = str(max(last - (position or 0), 0))
             health = services.get(spec.name)
             state = health["state"] if health else ("not running" if info is None else "?")
             if health and health.get("error"):
                 state += f" ({health['error']})"
-            shown = "no file" if position is None else str(position)
-            rows.append((spec.name, shown, lag, state))
+            # One line per stream followed: a read model fed by several is as current
+            # as its most lagging stream.
+            for upstream in spec.upstreams:
+                lag = "?"
+                position = None if positions is None else positions[upstream]
+                if conn is not None:
+                    store = JetStreamStore(conn, StreamLayout(upstream))
+                    try:
+                        last = conn.run(store.max_notification_id()) or 0
+                    except OperationalError:
+                        last = 0  # no stream yet: nothing was ever appended
+                    lag = str(max(last - (position or 0), 0))
+                shown = "no file" if position is None else str(position)
+                rows.append((spec.name, upstream, shown, lag, state))
     finally:
         if conn is not None:
             conn.close()
     print(f"read models in {settings.data_dir}")
-    print(f"{'NAME':<16} {'POSITION':>10} {'LAG':>8}  STATE")
-    for name, shown, lag, state in rows:
-        print(f"{name:<16} {shown:>10} {lag:>8}  {state}")
+    print(f"{'NAME':<16} {'STREAM':<16} {'POSITION':>10} {'LAG':>8}  STATE")
+    for name, upstream, shown, lag, state in rows:
+        print(f"{name:<16} {upstream:<16} {shown:>10} {lag:>8}  {state}")
     if conn is None:
         print("lag: unknown (no NATS_URL and cloudcc is not running)", file=sys.stderr)
     return 0
@@ -191,7 +202,8 @@ def _rebuild(args: argparse.Namespace) -> int:
     from eventstore.codec import UndecodableEventError
     from projections.rebuild import (
         RebuildError,
-        open_application,
+        close_applications,
+        open_applications,
         rebuild_into,
         remove_files,
         replace_live,
@@ -207,9 +219,9 @@ def _rebuild(args: argparse.Namespace) -> int:
                 # Same directory as the live file, so the final rename is atomic.
                 scratch = live.with_name(f".{live.name}.rebuild-{os.getpid()}")
                 remove_files(scratch)
-                app = open_application(spec, url)
+                apps = open_applications(spec, url)
                 try:
-                    position = rebuild_into(spec, app, scratch)
+                    positions = rebuild_into(spec, apps, scratch)
                     replace_live(scratch, live)
                 except (UndecodableEventError, RebuildError) as error:
                     remove_files(scratch)
@@ -218,8 +230,8 @@ def _rebuild(args: argparse.Namespace) -> int:
                     remove_files(scratch)
                     raise
                 finally:
-                    app.close()
-                print(f"{spec.name}: rebuilt up to position {position} into {live}")
+                    close_applications(apps)
+                print(f"{spec.name}: rebuilt up to {_where(positions)} into {live}")
     except Refused as refused:
         return _fail(str(refused))
     return 0
@@ -230,10 +242,11 @@ def _verify(args: argparse.Namespace) -> int:
     from eventstore.codec import UndecodableEventError
     from projections.rebuild import (
         RebuildError,
+        close_applications,
         compare,
         connect_readonly,
         live_snapshot,
-        open_application,
+        open_applications,
         rebuild_into,
     )
 
@@ -250,11 +263,12 @@ def _verify(args: argparse.Namespace) -> int:
                     print(f"{spec.name}: no live read model at {live}")
                     differences += 1
                     continue
-                app = open_application(spec, url)
+                apps = open_applications(spec, url)
                 try:
-                    with live_snapshot(live, spec.name) as (live_db, position):
+                    with live_snapshot(live, spec.upstreams) as (live_db, positions):
+                        position = _where(positions)
                         scratch = Path(scratch_dir) / live.name
-                        rebuild_into(spec, app, scratch, stop=position)
+                        rebuild_into(spec, apps, scratch, stop=positions)
                         rebuilt_db = connect_readonly(scratch)
                         try:
                             found = compare(live_db, rebuilt_db, args.limit)
@@ -263,13 +277,13 @@ def _verify(args: argparse.Namespace) -> int:
                 except (UndecodableEventError, RebuildError) as error:
                     return _fail(f"verify of {spec.name} could not rebuild: {error}")
                 finally:
-                    app.close()
+                    close_applications(apps)
                 if not found:
-                    print(f"{spec.name}: identical to a rebuild up to position {position}")
+                    print(f"{spec.name}: identical to a rebuild up to {position}")
                     continue
                 total = sum(d.count for d in found)
                 differences += total
-                print(f"{spec.name}: {total} difference(s) up to position {position}:")
+                print(f"{spec.name}: {total} difference(s) up to {position}:")
                 for diff in found:
                     more = diff.count - len(diff.shown)
                     print(f"  {diff.table}: {diff.count}")

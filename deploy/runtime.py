@@ -56,9 +56,10 @@ class Service(Protocol):
     returns once the service runs, keeping its own tasks. `stop` ends those tasks; it is
     called in reverse start order, before NATS closes. `health` is called on every
     GET /health, so it must be cheap; it returns
-    `{"state": "running"|"stopped"|"error", "error": str|None, "position": int|None,
-    "lag": int|None}`. A service that does not follow the event log leaves out "position"
-    and "lag"; one that does is also listed under "projections" in the health report.
+    `{"state": "running"|"stopped"|"error", "error": str|None, "positions": {stream: int},
+    "position": int, "lag": int}`. A service that does not follow the event log leaves
+    out "positions", "position" and "lag"; one that does is also listed under
+    "projections" in the health report ("position" alone when it follows one stream).
     """
 
     name: str

@@ -12,11 +12,11 @@ from faststream.nats import NatsBroker
 
 from connectors.bus import ensure_facts_stream, register_fact_subscribers
 from connectors.handlers import FactApps
+from domain.apps import DomainApps
 from domain.asyncapp import AsyncRunner
-from domain.call_service import Calls
-from domain.conversations import Conversations
 from domain.customers import Customers
-from projections.registry import CUSTOMERS
+from projections.readmodel import SqliteReadModel
+from projections.registry import CUSTOMERS, READMODELS
 from projections.service import ProjectionService
 from web.api.customers import customers_router
 
@@ -31,13 +31,23 @@ class DomainService:
         # Where each read model lives is the registry's to say: `cloudcc projections`
         # must find the very file this service writes.
         self.customers_read = CUSTOMERS.open(data_dir)
-        self._apps: FactApps | None = None
+        self.readmodels: dict[str, SqliteReadModel] = {CUSTOMERS.name: self.customers_read}
+        for name, spec in READMODELS.items():
+            self.readmodels.setdefault(name, spec.open(data_dir))
+        self._apps: DomainApps | None = None
 
     @property
-    def apps(self) -> FactApps:
+    def apps(self) -> DomainApps:
         if self._apps is None:
             raise RuntimeError("the domain service has not started")
         return self._apps
+
+    @property
+    def fact_apps(self) -> FactApps:
+        apps = self.apps
+        return FactApps(
+            customers=apps.customers, conversations=apps.conversations, calls=apps.calls
+        )
 
     @property
     def customers(self) -> Customers:
@@ -50,16 +60,11 @@ class DomainService:
             "EVENTSTORE_REPLICAS": str(runtime.settings.replicas),
         }
         # Building an application connects and creates its stream: keep it off the loop.
-        self._apps = FactApps(
-            customers=await self.runner(Customers, env=env),
-            conversations=await self.runner(Conversations, env=env),
-            calls=await self.runner(Calls, env=env),
-        )
+        self._apps = await self.runner(DomainApps.build, env)
 
     async def stop(self) -> None:
         if self._apps is not None:
-            for app in (self._apps.customers, self._apps.conversations, self._apps.calls):
-                app.close()
+            self._apps.close()
             self._apps = None
         self.runner.close()
 
@@ -82,7 +87,7 @@ class FactsService:
         broker = NatsBroker(
             runtime.nats_url.split(","), max_reconnect_attempts=-1, log_level=logging.DEBUG
         )
-        register_fact_subscribers(broker, self.domain.apps, self.domain.runner)
+        register_fact_subscribers(broker, self.domain.fact_apps, self.domain.runner)
         await broker.start()
         self._broker = broker
 
@@ -99,7 +104,6 @@ def register_services(runtime: Any) -> None:
     domain = DomainService(runtime.settings.data_dir)
     runtime.add_service(domain)
     runtime.add_service(FactsService(domain))
-    runtime.add_service(
-        ProjectionService(lambda: domain.customers, CUSTOMERS.app_name, domain.customers_read)
-    )
+    for readmodel in domain.readmodels.values():
+        runtime.add_service(ProjectionService(lambda: domain.apps, readmodel))
     runtime.add_route_handlers(customers_router(domain))

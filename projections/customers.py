@@ -24,6 +24,7 @@ class CustomersReadModel(SqliteReadModel):
     """One row per live customer, keyed by tenant; identities as JSON."""
 
     name = "customers"
+    upstreams = ("customers",)
     schema = (
         """CREATE TABLE IF NOT EXISTS customers (
             tenant_id TEXT NOT NULL,

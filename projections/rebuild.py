@@ -1,6 +1,6 @@
 """Rebuilding a read model from the event log, and comparing two copies of one.
 
-A rebuild reads the application's notifications through the event store (pages of 1000,
+A rebuild reads each upstream application's notifications through the event store (pages of 1000,
 which the store serves from one read-ahead consumer), decodes each with the
 application's own mapper and applies it with the read model's own `handle`, in
 notification order. It always writes into a fresh file: `cloudcc projections rebuild`
@@ -21,7 +21,7 @@ import sqlite3
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,8 +41,8 @@ class RebuildError(Exception):
 
 
 # --------------------------------------------------------------------------- reading
-def open_application(spec: ReadModelSpec[Any], nats_url: str) -> Application[Any]:
-    """The read model's application on the event store, for reading only."""
+def open_applications(spec: ReadModelSpec[Any], nats_url: str) -> dict[str, Application[Any]]:
+    """The read model's upstream applications on the event store, for reading only."""
     env = {
         "PERSISTENCE_MODULE": "eventstore",
         "NATS_URL": nats_url,
@@ -50,7 +50,19 @@ def open_application(spec: ReadModelSpec[Any], nats_url: str) -> Application[Any
         # cluster would otherwise get an empty one); a missing stream reads as empty.
         "CREATE_TABLE": "no",
     }
-    return spec.app_class(env=env)
+    apps: dict[str, Application[Any]] = {}
+    try:
+        for name, app_class in spec.app_classes.items():
+            apps[name] = app_class(env=env)
+    except BaseException:
+        close_applications(apps)
+        raise
+    return apps
+
+
+def close_applications(apps: Mapping[str, Application[Any]]) -> None:
+    for app in apps.values():
+        app.close()
 
 
 def last_event(recorder: ApplicationRecorder) -> int:
@@ -89,53 +101,67 @@ class Progress:
 
 def rebuild_into(
     spec: ReadModelSpec[Any],
-    app: Application[Any],
+    apps: Mapping[str, Application[Any]],
     path: Path,
     *,
-    stop: int | None = None,
+    stop: Mapping[str, int] | None = None,
     progress: TextIO | None = None,
-) -> int:
-    """Build `spec`'s read model from zero into the new file `path`; its final position.
+) -> dict[str, int]:
+    """Build `spec`'s read model from zero into the new file `path`; its final positions.
 
-    `stop` ends the rebuild at that notification id (verify stops where the live copy
-    is). The file is closed when this returns, with its WAL checkpointed into it.
+    Upstream streams are read one after the other: read models do not depend on the
+    order between streams (projections.readmodel). `stop` ends each stream's part at
+    that notification id (verify stops where the live copy is). The file is closed when
+    this returns, with its WAL checkpointed into it.
     """
     if path.exists():
         raise FileExistsError(f"{path} exists; a rebuild starts from an empty file")
-    recorder = app.recorder
-    assert isinstance(recorder, ApplicationRecorder)  # every application's recorder is one
-    end = last_event(recorder)
-    if stop is not None:
-        end = min(stop, end)
+    ends: dict[str, int] = {}
+    for upstream in spec.upstreams:
+        recorder = apps[upstream].recorder
+        assert isinstance(recorder, ApplicationRecorder)  # every application's recorder is one
+        end = last_event(recorder)
+        if stop is not None:
+            end = min(stop.get(upstream, 0), end)
+        ends[upstream] = end
     model = spec.factory(path)
     db = model.connect()
     # A scratch file: if this process dies the file is thrown away, so a crash may leave
     # it in any state; what is kept is fsynced once at the end (see replace_live).
     db.execute("PRAGMA synchronous=OFF")
-    bar = Progress(spec.name, end, progress)
-    position = applied = 0
+    bar = Progress(spec.name, sum(ends.values()), progress)
+    applied = done = 0
     try:
-        while position < end:
-            page = recorder.select_notifications(position + 1, PAGE, stop=end)
-            if not page:
-                break  # what is left up to `end` was skipped by an operator
-            _apply_page(model, app, db, page)
-            position = page[-1].id
-            applied += len(page)
-            bar.update(applied, position)
-        if end:
-            # Passed skipped messages count as read, as for the live projection: both
-            # copies then end at the same position.
-            model.advance(end)
-            position = end
-        bar.update(applied, position, final=True)
+        for upstream, end in ends.items():
+            app = apps[upstream]
+            recorder = app.recorder
+            assert isinstance(recorder, ApplicationRecorder)
+            position = 0
+            while position < end:
+                page = recorder.select_notifications(position + 1, PAGE, stop=end)
+                if not page:
+                    break  # what is left up to `end` was skipped by an operator
+                _apply_page(model, upstream, app, db, page)
+                position = page[-1].id
+                applied += len(page)
+                bar.update(applied, done + position)
+            if end:
+                # Passed skipped messages count as read, as for the live projection: both
+                # copies then end at the same position.
+                model.advance(end, upstream)
+            done += end
+        bar.update(applied, done, final=True)
     finally:
         db.close()
-    return position
+    return ends
 
 
 def _apply_page(
-    model: SqliteReadModel, app: Application[Any], db: sqlite3.Connection, page: Any
+    model: SqliteReadModel,
+    upstream: str,
+    app: Application[Any],
+    db: sqlite3.Connection,
+    page: Any,
 ) -> None:
     # One transaction per page, not per event as the live projection does: nothing reads
     # this file until the rebuild is complete, and a thousand commits cost much more.
@@ -153,9 +179,10 @@ def _apply_page(
         db.execute(
             "INSERT INTO tracking(projection, position) VALUES (?, ?) "
             "ON CONFLICT(projection) DO UPDATE SET position = excluded.position",
-            (model.name, page[-1].id),
+            (upstream, page[-1].id),
         )
         db.execute("COMMIT")
+        model.take_changes()  # nobody is told of a rebuild's changes
     except BaseException:
         db.execute("ROLLBACK")
         raise
@@ -199,17 +226,20 @@ def connect_readonly(path: Path) -> sqlite3.Connection:
     return db
 
 
-def tracked_position(db: sqlite3.Connection, name: str) -> int:
+def tracked_positions(db: sqlite3.Connection, upstreams: Iterable[str]) -> dict[str, int]:
+    """Each upstream's position in a read model file (0 for a stream never read)."""
     try:
-        row = db.execute("SELECT position FROM tracking WHERE projection = ?", (name,)).fetchone()
+        rows = dict(db.execute("SELECT projection, position FROM tracking").fetchall())
     except sqlite3.OperationalError:
-        return 0  # no tracking table: the file was never opened by a read model
-    return int(row[0]) if row else 0
+        rows = {}  # no tracking table: the file was never opened by a read model
+    return {upstream: int(rows.get(upstream, 0)) for upstream in upstreams}
 
 
 @contextmanager
-def live_snapshot(path: Path, name: str) -> Iterator[tuple[sqlite3.Connection, int]]:
-    """(connection, position) on one read snapshot of a live read model.
+def live_snapshot(
+    path: Path, upstreams: Iterable[str]
+) -> Iterator[tuple[sqlite3.Connection, dict[str, int]]]:
+    """(connection, positions) on one read snapshot of a live read model.
 
     The position and every row later read come from the same transaction: in WAL mode
     the writer goes on meanwhile, unseen, so a running instance that moves on causes no
@@ -218,7 +248,7 @@ def live_snapshot(path: Path, name: str) -> Iterator[tuple[sqlite3.Connection, i
     db = connect_readonly(path)
     try:
         db.execute("BEGIN")
-        yield db, tracked_position(db, name)
+        yield db, tracked_positions(db, upstreams)
     finally:
         with suppress(sqlite3.Error):
             db.execute("ROLLBACK")

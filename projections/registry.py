@@ -1,21 +1,20 @@
-"""The read models, in one place: what each is called, which stream it follows, how it
-is opened, and which application decodes its events.
+"""The read models, in one place: what each is called, which streams it follows and how
+it is opened.
 
 `cloudcc up` (deploy.services) runs a projection for each entry; `cloudcc projections
-status|rebuild|verify` (projections.cli) walks the same list, so a read model added here
-is served, rebuilt and verified alike.
+status|rebuild|verify` (deploy.projections_cli) walks the same list, so a read model
+added here is served, rebuilt and verified alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from eventsourcing.application import Application
 
-from domain.customers import Customers
+from domain.apps import APP_CLASSES
 from projections.customers import CustomersReadModel
 from projections.readmodel import SqliteReadModel
 
@@ -25,17 +24,26 @@ M = TypeVar("M", bound=SqliteReadModel, covariant=True)
 
 @dataclass(frozen=True)
 class ReadModelSpec(Generic[M]):
-    """One read model: `name` is also its file name under `<data>/readmodels/`."""
+    """One read model: its name is also its file name under `<data>/readmodels/`."""
 
-    name: str
-    # The eventsourcing application whose stream (ES_<APP>) the read model follows; its
-    # mapper decodes the stored events (transcoder, topics, cipher or compression).
-    app_class: type[Application[Any]]
-    factory: Callable[[Path], M]
+    model_class: type[M]
 
     @property
-    def app_name(self) -> str:
-        return str(self.app_class.name)
+    def name(self) -> str:
+        return self.model_class.name
+
+    @property
+    def upstreams(self) -> tuple[str, ...]:
+        return self.model_class.upstreams
+
+    @property
+    def app_classes(self) -> dict[str, type[Application[Any]]]:
+        """The eventsourcing application of each upstream stream (ES_<APP>): its mapper
+        decodes the stored events (transcoder, topics, cipher or compression)."""
+        return {name: APP_CLASSES[name] for name in self.upstreams}
+
+    def factory(self, path: Path) -> M:
+        return self.model_class(path)
 
     def path(self, data_dir: Path) -> Path:
         return data_dir / READMODELS_DIR / f"{self.name}.sqlite"
@@ -45,6 +53,6 @@ class ReadModelSpec(Generic[M]):
 
 
 # Typed on their own so that deploy.services gets each read model's own class back.
-CUSTOMERS = ReadModelSpec("customers", Customers, CustomersReadModel)
+CUSTOMERS = ReadModelSpec(CustomersReadModel)
 
 READMODELS: dict[str, ReadModelSpec[SqliteReadModel]] = {spec.name: spec for spec in (CUSTOMERS,)}

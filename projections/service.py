@@ -1,14 +1,18 @@
-"""A projection fed from the event store by a faststream subscriber.
+"""A projection fed from the event store by faststream subscribers.
 
-The subscriber is an ordered push consumer on the application's event subjects, starting
-just after the read model's tracked position. Each message is decoded with the
-application's own mapper and applied with its position in one SQLite transaction, so a
-redelivered or replayed event changes nothing. There are no acks to lose: if applying
-fails, the service records the error, drops the consumer and starts a new one from the
-tracked position after a pause, so nothing is skipped and nothing is applied twice.
+One ordered push consumer per upstream stream, each starting just after the read
+model's tracked position for that stream. Each message is decoded with its application's
+own mapper and applied with its position in one SQLite transaction, so a redelivered or
+replayed event changes nothing. There are no acks to lose: if applying fails, the
+service records the error, drops its consumers and starts new ones from the tracked
+positions after a pause, so nothing is skipped and nothing is applied twice.
 
-faststream is given `declare=False`: the event-store stream is managed by `eventstore`
-(faststream's declare would rewrite its config and could switch atomic publish off).
+After each commit the read model's noted changes go out on NATS (projections.live).
+A process manager (projections.process) is also woken to `act` after new events and at
+its `next_due()`; its decisions are domain commands, run on a worker thread.
+
+faststream is given `declare=False`: the event-store streams are managed by `eventstore`
+(faststream's declare would rewrite their config and could switch atomic publish off).
 """
 
 from __future__ import annotations
@@ -16,135 +20,165 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol
+from datetime import UTC, datetime
+from typing import Any
 
-from eventsourcing.application import Application
 from faststream import AckPolicy
 from faststream.nats import JStream, NatsBroker, NatsMessage
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from eventstore.codec import UndecodableEventError, notification_from_message
 from eventstore.layout import StreamLayout
+from projections import live
+from projections.process import ActContext, ProcessManager
+from projections.readmodel import SqliteReadModel
 
 log = logging.getLogger(__name__)
 
-
-class ReadModel(Protocol):
-    name: str
-
-    def position(self) -> int: ...
-
-    def apply(self, position: int, event: Any) -> bool: ...
-
-    def advance(self, position: int) -> None: ...
+MAX_IDLE_ACT = 30.0  # seconds: a process manager acts at least this often
 
 
 class ProjectionService:
-    """Keeps one read model up to date with one application's events."""
+    """Keeps one read model up to date with its upstream applications' events."""
 
     def __init__(
         self,
-        app: Callable[[], Application[Any]],
-        app_name: str,
-        readmodel: ReadModel,
+        apps: Callable[[], Any],
+        readmodel: SqliteReadModel,
         *,
         retry_after: float = 2.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        # The application is built once NATS is up, by the service started before this one.
-        self._app = app
+        # The applications are built once NATS is up, by the service started before this
+        # one; `apps()` returns a container with `by_name()` (domain.apps.DomainApps).
+        self._apps = apps
         self.readmodel = readmodel
         self.name = readmodel.name
-        self.layout = StreamLayout(app_name)
+        self.layouts = {upstream: StreamLayout(upstream) for upstream in readmodel.upstreams}
         self.retry_after = retry_after
+        self.clock = clock
         self.state = "stopped"
         self.error: str | None = None
-        self.stream_last = 0
+        self.act_error: str | None = None
+        self.stream_last: dict[str, int] = dict.fromkeys(readmodel.upstreams, 0)
         self._url = ""
+        self._nc: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._broker: NatsBroker | None = None
         self._failed = False
         self._failures = 0
+        self._lock = asyncio.Lock()
+        self._dirty = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
         self._retry: asyncio.Task[None] | None = None
-        self._watch: asyncio.Task[None] | None = None
 
     @property
-    def app(self) -> Application[Any]:
-        return self._app()
+    def acts(self) -> bool:
+        return isinstance(self.readmodel, ProcessManager)
 
     async def start(self, runtime: Any) -> None:
         self._url = runtime.nats_url
+        self._nc = runtime.nc
+        self._loop = asyncio.get_running_loop()
         await self._subscribe()
-        self._watch = asyncio.get_running_loop().create_task(self._watch_stream(runtime))
+        self._tasks.append(self._loop.create_task(self._watch_streams()))
+        if self.acts:
+            self._dirty.set()  # act once at start: what fell due while we were down
+            self._tasks.append(self._loop.create_task(self._act_loop()))
 
-    async def _watch_stream(self, runtime: Any) -> None:
+    async def _watch_streams(self) -> None:
         # While events flow, each delivery says how many follow. A parked projection
         # receives nothing, so its lag comes from the stream's end (which may also count
         # a few tracking or operator records: an upper bound is what an operator needs).
-        js = runtime.nc.jetstream()
+        js = self._nc.jetstream()
         while True:
             await asyncio.sleep(1.0)
             if self.state != "error":
                 continue
-            try:
-                info = await js.stream_info(self.layout.stream)
-                self.stream_last = max(self.stream_last, info.state.last_seq)
-            except Exception as error:  # noqa: BLE001 - health reporting must not die
-                log.debug("stream info for %s: %s", self.layout.stream, error)
+            for upstream, layout in self.layouts.items():
+                try:
+                    info = await js.stream_info(layout.stream)
+                    self.stream_last[upstream] = max(
+                        self.stream_last[upstream], info.state.last_seq
+                    )
+                except Exception as error:  # noqa: BLE001 - health reporting must not die
+                    log.debug("stream info for %s: %s", layout.stream, error)
 
     async def _subscribe(self) -> None:
-        position = await asyncio.to_thread(self.readmodel.position)
+        positions = await asyncio.to_thread(self.readmodel.positions)
         # Per-message service logs at DEBUG: at INFO they are two lines per event, which
         # buries everything else (and a replay writes thousands).
         broker = NatsBroker(
             self._url.split(","), max_reconnect_attempts=-1, log_level=logging.DEBUG
         )
-        broker.subscriber(
-            self.layout.events_filter,
-            stream=JStream(self.layout.stream, declare=False),
-            ordered_consumer=True,
-            config=ConsumerConfig(
-                deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=position + 1
-            ),
-            ack_policy=AckPolicy.MANUAL,  # an ordered consumer has nothing to ack
-        )(self._handle)
+        for upstream, layout in self.layouts.items():
+            broker.subscriber(
+                layout.events_filter,
+                stream=JStream(layout.stream, declare=False),
+                ordered_consumer=True,
+                config=ConsumerConfig(
+                    deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                    opt_start_seq=positions[upstream] + 1,
+                ),
+                ack_policy=AckPolicy.MANUAL,  # an ordered consumer has nothing to ack
+            )(self._handler(upstream))
         self._failed = False
         await broker.start()
         self._broker = broker
         self.state = "running"
 
-    async def _handle(self, msg: NatsMessage) -> None:
+    def _handler(self, upstream: str) -> Callable[[NatsMessage], Any]:
+        layout = self.layouts[upstream]
+
+        async def handle(msg: NatsMessage) -> None:
+            await self._handle(upstream, layout, msg)
+
+        return handle
+
+    async def _handle(self, upstream: str, layout: StreamLayout, msg: NatsMessage) -> None:
         if self._failed:
             return
         raw = msg.raw_message
         seq = raw.metadata.sequence.stream
-        self.stream_last = max(self.stream_last, seq + raw.metadata.num_pending)
+        self.stream_last[upstream] = max(self.stream_last[upstream], seq + raw.metadata.num_pending)
         try:
-            notification = notification_from_message(self.layout, seq, raw.subject, raw.data)
+            notification = notification_from_message(layout, seq, raw.subject, raw.data)
         except UndecodableEventError as error:
-            if await self._skipped(seq):
-                await asyncio.to_thread(self.readmodel.advance, seq)
+            if await self._skipped(upstream, seq):
+                await asyncio.to_thread(self.readmodel.advance, seq, upstream)
             else:
-                self._fail(seq, error)
+                self._fail(upstream, seq, error)
             return
-        try:
-            event = self.app.mapper.to_domain_event(notification)
-            await asyncio.to_thread(self.readmodel.apply, seq, event)
-        except Exception as error:  # noqa: BLE001 - any failure parks the projection here
-            self._fail(seq, error)
-            return
+        async with self._lock:  # one writer: the changes noted belong to this event
+            try:
+                app = self._apps().by_name()[upstream]
+                event = app.mapper.to_domain_event(notification)
+                await asyncio.to_thread(self.readmodel.apply, seq, event, upstream)
+            except Exception as error:  # noqa: BLE001 - any failure parks the projection here
+                self._fail(upstream, seq, error)
+                return
+            changes = self.readmodel.take_changes()
         self._failures = 0
+        if self.acts:
+            self._dirty.set()
+        for change in changes:
+            try:
+                await self._nc.publish(live.subject(change), live.encode(change))
+            except Exception as error:  # noqa: BLE001 - a push lost is refetched later
+                log.debug("live update %s not published: %s", change, error)
 
-    async def _skipped(self, seq: int) -> bool:
+    async def _skipped(self, upstream: str, seq: int) -> bool:
         """Whether an operator recorded that readers may pass this message."""
-        store = getattr(self.app.recorder, "store", None)
+        store = getattr(self._apps().by_name()[upstream].recorder, "store", None)
         if store is None:
             return False
         pending = asyncio.run_coroutine_threadsafe(store.is_skipped(seq), store.conn.loop)
         return bool(await asyncio.wrap_future(pending))
 
-    def _fail(self, seq: int, error: Exception) -> None:
+    def _fail(self, upstream: str, seq: int, error: Exception) -> None:
         self._failed = True
         self.state = "error"
-        self.error = f"stopped at {seq}: {error}"
+        self.error = f"stopped at {seq} in {self.layouts[upstream].stream}: {error}"
         log.error("projection %s %s", self.name, self.error)
         if isinstance(error, UndecodableEventError):
             # Waits for an operator: `cloudcc events skip`, then a restart resumes.
@@ -165,23 +199,66 @@ class ProjectionService:
             return
         self.error = None
 
+    # ------------------------------------------------------------------ process managers
+    async def _act_loop(self) -> None:
+        manager = self.readmodel
+        assert isinstance(manager, ProcessManager)
+        while True:
+            due = await asyncio.to_thread(manager.next_due)
+            wait = MAX_IDLE_ACT
+            if due is not None:
+                wait = min(max((due - self.clock()).total_seconds(), 0.0), MAX_IDLE_ACT)
+            try:
+                await asyncio.wait_for(self._dirty.wait(), wait)
+            except TimeoutError:
+                pass
+            self._dirty.clear()
+            if self.state != "running":
+                continue  # acting on state that stopped moving would repeat itself
+            ctx = ActContext(apps=self._apps(), now=self.clock(), publish=self._publish_blocking)
+            try:
+                decisions = await asyncio.to_thread(manager.act, ctx)
+            except Exception as error:  # noqa: BLE001 - a failed act is retried, never fatal
+                self.act_error = f"{type(error).__name__}: {error}"
+                log.warning("process manager %s could not act: %s", self.name, self.act_error)
+                await asyncio.sleep(self.retry_after)
+                self._dirty.set()
+                continue
+            self.act_error = None
+            if decisions:
+                log.debug("process manager %s decided %s", self.name, decisions)
+
+    def _publish_blocking(self, subject: str, payload: bytes) -> None:
+        """`ActContext.publish`: called from `act` on a worker thread."""
+        assert self._loop is not None
+        asyncio.run_coroutine_threadsafe(self._nc.publish(subject, payload), self._loop).result(
+            timeout=10
+        )
+
     async def _close_broker(self) -> None:
         broker, self._broker = self._broker, None
         if broker is not None:
             await broker.stop()
 
     async def stop(self) -> None:
-        for task in (self._retry, self._watch):
+        for task in (self._retry, *self._tasks):
             if task is not None:
                 task.cancel()
+        self._tasks.clear()
         await self._close_broker()
         self.state = "stopped"
 
     def health(self) -> dict[str, Any]:
-        position = self.readmodel.position()
-        return {
+        positions = self.readmodel.positions()
+        lag = sum(max(self.stream_last[u] - positions[u], 0) for u in positions)
+        report: dict[str, Any] = {
             "state": self.state,
-            "position": position,
-            "lag": max(self.stream_last - position, 0),
+            "positions": positions,
+            "lag": lag,
             "error": self.error,
         }
+        if len(positions) == 1:
+            report["position"] = next(iter(positions.values()))
+        if self.acts:
+            report["act_error"] = self.act_error
+        return report

@@ -185,7 +185,8 @@ def test_rebuild_is_refused_while_cloudcc_runs_and_status_shows_position_and_lag
         status = cloudcc(nats_url, data, "projections", "status")
         assert status.returncode == 0, status.stderr
         line = next(x for x in status.stdout.splitlines() if x.startswith("customers"))
-        name, position, lag, state = line.split(maxsplit=3)
+        name, stream, position, lag, state = line.split(maxsplit=4)
+        assert stream == "customers"
         assert int(position) >= before and int(lag) >= 0 and state == "running"
 
         # verify is safe while it runs: it compares up to the live position.
@@ -196,4 +197,4 @@ def test_rebuild_is_refused_while_cloudcc_runs_and_status_shows_position_and_lag
 
     status = cloudcc(nats_url, data, "projections", "status")
     line = next(x for x in status.stdout.splitlines() if x.startswith("customers"))
-    assert line.split()[1:4] == [str(sqlite_position(data)), "0", "not"]
+    assert line.split()[2:5] == [str(sqlite_position(data)), "0", "not"]

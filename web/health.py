@@ -33,8 +33,9 @@ class RuntimeView(Protocol):
 def health_report(runtime: RuntimeView) -> dict[str, Any]:
     """Return {"status", "nats", "projections", "services"}; status is "ok" or "degraded".
 
-    A service whose health has a "position" key follows the event log, so it is also listed
-    under "projections" with its position, lag and state.
+    A service whose health has a "positions" key (one position per stream it follows)
+    or a "position" key follows the event log, so it is also listed under "projections"
+    with its position(s), lag and state.
     """
     nc = runtime.nc
     connected = nc.is_connected
@@ -55,9 +56,11 @@ def health_report(runtime: RuntimeView) -> dict[str, Any]:
         except Exception as exc:  # noqa: BLE001 - one broken service must not hide the rest
             health = {"state": "error", "error": f"health() failed: {exc!r}"}
         services[service.name] = health
-        if "position" in health:
+        if "position" in health or "positions" in health:
             projections[service.name] = {
-                key: health.get(key) for key in ("position", "lag", "state")
+                key: health[key]
+                for key in ("position", "positions", "lag", "state")
+                if key in health
             }
     degraded = not connected or any(h.get("state") == "error" for h in services.values())
     return {

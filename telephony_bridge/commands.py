@@ -1,0 +1,87 @@
+"""Telephony commands: what process managers and the web layer ask the switch to do.
+
+Subjects `cmd.<tenant>.telephony.<verb>` (`<tenant>` is eventstore.layout's tenant
+token); the bridge subscribes to `cmd.*.telephony.>` in a queue group, so several
+bridges share the load. Payload: JSON of one Struct tagged by its class name in "type".
+Every command carries `command_id`, the id of the decision that caused it (the domain
+event's id), so a bridge that gets it twice acts once.
+
+Commands are requests, not history: what the switch did comes back as facts
+(connectors.facts), and only those change the domain.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Final
+from uuid import UUID
+
+import msgspec
+
+from eventstore.layout import tenant_token
+
+PREFIX: Final = "cmd"
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+
+
+class Command(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    command_id: NonEmpty
+    tenant_id: NonEmpty
+
+
+class RingAgent(Command, frozen=True, kw_only=True, tag=True):
+    """Routing offers a waiting call to an agent: ring their endpoint, bridge on answer."""
+
+    call_id: UUID
+    call_ref: str
+    agent_id: UUID
+    endpoint_kind: str
+    endpoint_address: str
+    ring_timeout_seconds: int
+
+
+class StopRinging(Command, frozen=True, kw_only=True, tag=True):
+    """The offer timed out or was withdrawn: stop ringing the agent's leg."""
+
+    call_id: UUID
+    call_ref: str
+    agent_id: UUID
+    reason: str
+
+
+class SendToFallback(Command, frozen=True, kw_only=True, tag=True):
+    """Nobody can take the call: voicemail, or a message and hang up (queue fallbacks)."""
+
+    call_id: UUID
+    call_ref: str
+    kind: str  # "voicemail" | "message"
+    message: str | None
+
+
+class Originate(Command, frozen=True, kw_only=True, tag=True):
+    """Place an outbound call from a hotline to a number (campaigns, click-to-call)."""
+
+    hotline: str | None
+    to_number: str
+    agent_id: UUID | None = None
+    campaign_id: UUID | None = None
+    customer_id: UUID | None = None
+    attempt: int | None = None
+
+
+AnyCommand = RingAgent | StopRinging | SendToFallback | Originate
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(AnyCommand)
+
+
+def subject(tenant_id: str, command: Command) -> str:
+    verb = type(command).__name__.lower()
+    return f"{PREFIX}.{tenant_token(tenant_id)}.telephony.{verb}"
+
+
+def encode(command: Command) -> bytes:
+    return _encoder.encode(command)
+
+
+def decode(payload: bytes) -> AnyCommand:
+    return _decoder.decode(payload)
