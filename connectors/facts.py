@@ -11,7 +11,7 @@ Layout, on the JetStream stream `FACTS` (subjects `facts.>`):
 | `facts.<tenant>.email` | `EmailReceived` |
 | `facts.<tenant>.sms` | `SmsReceived` |
 | `facts.<tenant>.facebook` | `FacebookMessageReceived`, `FacebookCommentReceived` |
-| `facts.<tenant>.call` | `CallStarted`, `CallAnswered`, `CallHungUp` |
+| `facts.<tenant>.call` | `CallStarted`, `CallQueued`, `CallAgentRinging`, `CallAnswered`, `CallHungUp` |
 | `facts.parked.<tenant>` | payloads no handler could decode, with the reason (`Parked`) |
 
 - `<tenant>` is the tenant token of eventstore.layout; `parked` is never one (refused by
@@ -142,6 +142,23 @@ class CallStarted(Fact, frozen=True, kw_only=True, tag=True):
     agent_endpoint: str | None = None
 
 
+class CallQueued(Fact, frozen=True, kw_only=True, tag=True):
+    """The dialplan or the IVR put the call in a queue: it waits for routing (CC17)."""
+
+    call_ref: NonEmpty
+    queue_id: UUID
+
+
+class CallAgentRinging(Fact, frozen=True, kw_only=True, tag=True):
+    """The switch created a leg to an agent's endpoint and it rings (after a RingAgent)."""
+
+    call_ref: NonEmpty
+    leg_id: NonEmpty
+    agent_id: UUID
+    agent_endpoint: NonEmpty
+    address: str = ""
+
+
 class CallAnswered(Fact, frozen=True, kw_only=True, tag=True):
     call_ref: NonEmpty
     leg_id: NonEmpty
@@ -169,7 +186,7 @@ MessageFact = (
     | FacebookMessageReceived
     | FacebookCommentReceived
 )
-CallFact = CallStarted | CallAnswered | CallHungUp
+CallFact = CallStarted | CallQueued | CallAgentRinging | CallAnswered | CallHungUp
 AnyFact = MessageFact | CallFact
 
 # The subject token of each kind and the union its subject carries.
@@ -187,6 +204,8 @@ _KIND_OF: Final[dict[type[Fact], str]] = {
     FacebookMessageReceived: "facebook",
     FacebookCommentReceived: "facebook",
     CallStarted: "call",
+    CallQueued: "call",
+    CallAgentRinging: "call",
     CallAnswered: "call",
     CallHungUp: "call",
 }

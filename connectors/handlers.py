@@ -24,8 +24,10 @@ from uuid import UUID
 from connectors.facts import (
     AnyFact,
     Attachment,
+    CallAgentRinging,
     CallAnswered,
-    CallHungUp,
+    CallFact,
+    CallQueued,
     CallStarted,
     ChatMessageReceived,
     EmailReceived,
@@ -71,11 +73,11 @@ class _Inbound:
 def handle(fact: AnyFact, apps: FactApps) -> str:
     """Apply one fact; domain refusals become `rejected: …`, never an exception."""
     try:
-        if isinstance(fact, CallStarted | CallAnswered | CallHungUp):
+        if isinstance(fact, CallFact):
             return _call(fact, apps.calls)
         return _message(fact, apps)
     except NotFound as error:
-        if isinstance(fact, CallAnswered | CallHungUp):
+        if not isinstance(fact, CallStarted) and isinstance(fact, CallFact):
             return f"deferred: {error}"
         return f"rejected: {type(error).__name__}: {error}"
     except DomainError as error:
@@ -166,7 +168,7 @@ def _attachment(attachment: Attachment) -> dict[str, Any]:
     }
 
 
-def _call(fact: CallStarted | CallAnswered | CallHungUp, calls: Calls) -> str:
+def _call(fact: CallFact, calls: Calls) -> str:
     tenant = fact.tenant_id
     if isinstance(fact, CallStarted):
         try:
@@ -179,7 +181,16 @@ def _call(fact: CallStarted | CallAnswered | CallHungUp, calls: Calls) -> str:
     # The call verbs are idempotent but do not say whether they did anything; the
     # aggregate's version does.
     before = calls.get(tenant, call_id)["version"]
-    if isinstance(fact, CallAnswered):
+    if isinstance(fact, CallQueued):
+        calls.offer_to_queue(tenant, call_id, fact.queue_id, fact.at, fact.fact_id)
+    elif isinstance(fact, CallAgentRinging):
+        if fact.agent_endpoint not in set(EndpointKind):
+            raise InvalidCall(f"an agent's endpoint kind is one of {', '.join(EndpointKind)}")
+        leg = LegSpec.agent(
+            fact.leg_id, fact.agent_id, EndpointKind(fact.agent_endpoint), fact.address
+        )
+        calls.ring_agent(tenant, call_id, leg, fact.at, fact.fact_id)
+    elif isinstance(fact, CallAnswered):
         calls.answer(tenant, call_id, fact.leg_id, fact.at, fact.fact_id)
     else:
         calls.hang_up(tenant, call_id, fact.leg_id, fact.cause, fact.at, fact.fact_id)

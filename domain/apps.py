@@ -21,6 +21,7 @@ from domain.conversations import Conversations
 from domain.customers import Customers
 from domain.ivr import IvrFlows
 from domain.queues import Queues
+from domain.routing import RoutingDecisions
 from domain.sla import SlaPolicies
 from domain.templates import ReplyTemplates
 from domain.tenants import Tenants
@@ -36,6 +37,7 @@ class DomainApps:
     calls: Calls
     tickets: Tickets
     queues: Queues
+    routing: RoutingDecisions
     ivr: IvrFlows
     sla: SlaPolicies
     templates: ReplyTemplates
@@ -74,6 +76,7 @@ _CLASSES: dict[str, type[TenantApplication]] = {
     "calls": Calls,
     "tickets": Tickets,
     "queues": Queues,
+    "routing": RoutingDecisions,
     "ivr": IvrFlows,
     "sla": SlaPolicies,
     "templates": ReplyTemplates,

@@ -17,6 +17,7 @@ from eventsourcing.application import Application
 from domain.apps import APP_CLASSES
 from projections.customers import CustomersReadModel
 from projections.readmodel import SqliteReadModel
+from projections.routing import Router
 
 READMODELS_DIR = "readmodels"
 M = TypeVar("M", bound=SqliteReadModel, covariant=True)
@@ -54,5 +55,8 @@ class ReadModelSpec(Generic[M]):
 
 # Typed on their own so that deploy.services gets each read model's own class back.
 CUSTOMERS = ReadModelSpec(CustomersReadModel)
+ROUTING = ReadModelSpec(Router)
 
-READMODELS: dict[str, ReadModelSpec[SqliteReadModel]] = {spec.name: spec for spec in (CUSTOMERS,)}
+READMODELS: dict[str, ReadModelSpec[SqliteReadModel]] = {
+    spec.name: spec for spec in (CUSTOMERS, ROUTING)
+}

@@ -20,8 +20,10 @@ from connectors.bus import ensure_facts_stream, register_fact_subscribers
 from connectors.facts import (
     PARKED_PREFIX,
     STREAM,
+    CallAgentRinging,
     CallAnswered,
     CallHungUp,
+    CallQueued,
     CallStarted,
     ChatMessageReceived,
     Parked,
@@ -210,6 +212,57 @@ def test_call_facts_take_the_call_from_start_to_end(nats_url: str, apps: FactApp
         )
         assert call["end_cause"] == "NORMAL_CLEARING"
         assert call["legs"][0]["answered_at"] == T0.isoformat()
+
+    run(scenario, nats_url, apps)
+
+
+def test_a_queued_call_rings_an_agent_who_answers(nats_url: str, apps: FactApps) -> None:
+    acme = tenant()
+    common: dict[str, Any] = {"tenant_id": acme, "call_ref": "sw-call-2"}
+    queue_id, agent_id = uuid.uuid4(), uuid.uuid4()
+
+    async def scenario(js: JetStreamContext) -> None:
+        facts: list[Any] = [
+            CallStarted(
+                fact_id="f1",
+                at=T0,
+                direction="inbound",
+                hotline="19001234",
+                caller_number="+84901234567",
+                caller_leg_id="leg-customer",
+                **common,
+            ),
+            CallQueued(fact_id="f2", at=T0, queue_id=queue_id, **common),
+            CallAgentRinging(
+                fact_id="f3",
+                at=T0 + timedelta(seconds=3),
+                leg_id="leg-agent",
+                agent_id=agent_id,
+                agent_endpoint="sip_phone",
+                address="sip:lan@pbx",
+                **common,
+            ),
+            CallAgentRinging(
+                fact_id="f4",
+                at=T0,
+                leg_id="leg-other",
+                agent_id=agent_id,
+                agent_endpoint="pigeon",
+                **common,
+            ),
+            CallAnswered(fact_id="f5", at=T0 + timedelta(seconds=5), leg_id="leg-agent", **common),
+        ]
+        for fact in facts:
+            await publish_fact(js, fact)
+        call_id = Call.create_id(acme, "sw-call-2")
+        call = await eventually(
+            lambda: apps.calls.get(acme, call_id), lambda c: c["answered_at"] is not None
+        )
+        assert call["queue_id"] == str(queue_id)
+        agent_leg = next(leg for leg in call["legs"] if leg["leg_id"] == "leg-agent")
+        assert (agent_leg["user_id"], agent_leg["endpoint"]) == (str(agent_id), "sip_phone")
+        # The fact with an unknown endpoint kind was refused, not applied.
+        assert all(leg["leg_id"] != "leg-other" for leg in call["legs"])
 
     run(scenario, nats_url, apps)
 

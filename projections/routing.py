@@ -1,0 +1,839 @@
+"""The routing process manager (CC9-CC11, AX11, AX12, AX15): waiting work meets agents.
+
+State (tables, one upstream stream each, see projections.readmodel):
+
+| table | from | what |
+|---|---|---|
+| `agents` | agents | presence and since when, skills, departments, pickup groups, endpoints, the work they ring for or handle |
+| `queues` | queues | routing rules, ring timeout, max wait, fallbacks, schedule |
+| `calendars`, `tenant_ids` | tenants | business calendars by name (CC11) |
+| `calls`, `call_last_agent` | calls | calls waiting in a queue, who answered, who last talked with a number (CC10) |
+| `conversations`, `conversation_last_agent` | conversations | conversations waiting in a queue, assignee, status |
+| `routings`, `cursors` | routing | what this manager decided: who rings, who timed out, fallbacks; the round-robin cursor per queue (AX12) |
+
+`act` (projections.process) then, in this order:
+
+1. keeps agents in step with their work: a rung agent whose call was answered by them is
+   on the call, one whose call ended goes to wrap-up (and back to available after
+   `wrap_up_seconds`), a chat accepted by the agent is theirs;
+2. ends rings: an offer not answered within the queue's ring timeout expires (the agent
+   is available again and the next one rings), an offer whose work went away is withdrawn;
+3. takes fallbacks: work that waited longer than the queue's max wait overflows (another
+   queue, voicemail or a message), a queue that is closed (CC11) or has nobody logged in
+   sends work to its "closed" or "no agent" destination;
+4. offers each waiting item, oldest first, to the first agent `domain.queues.route()`
+   names for its queue — never to one who is not available — records the decision
+   (`RoutingDecisions.offered`), puts the agent in RINGING (`Agents.offer`, which refuses
+   an agent whose presence moved on meanwhile, so two offers never win one agent) and,
+   for a call, asks the switch to ring the agent's endpoint (`RingAgent`).
+
+Every decision is an event (WorkRouting, User), so `RoutingDecisions.history` explains
+each call's path. Timers need no state beyond the tables: offers, waits and wrap-ups
+carry their start times, so after a restart whatever fell due is done at the first act.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+from domain.agents import CALL_TAKING_ROLES, Role, User
+from domain.base import DomainError
+from domain.calendars import NeverOpen, calendar_from_builtins, is_open
+from domain.calls import Call
+from domain.conversations import Conversation, ConversationStatus
+from domain.queues import (
+    DEFAULT_MAX_WAIT_SECONDS,
+    DEFAULT_RING_TIMEOUT_SECONDS,
+    Candidate,
+    FallbackKind,
+    Queue,
+    RoutingRules,
+    route,
+)
+from domain.routing import FallbackReason, WorkKind, WorkRouting
+from domain.tenants import Tenant
+from domain.vocabulary import Presence, RoutingPolicy
+from projections.process import ActContext, ProcessManager
+from telephony_bridge import commands
+
+log = logging.getLogger(__name__)
+
+_encoder = msgspec.json.Encoder()
+_decode = msgspec.json.decode
+
+
+def _dump(value: Any) -> str:
+    # Text, not bytes: SQLite would keep bytes as a BLOB, which compares unequal to text.
+    return _encoder.encode(value).decode()
+
+
+# How long an offer this process made is trusted before its events arrive: past that,
+# the tables are the truth again (an event store hiccup must not freeze an item).
+INFLIGHT_SECONDS = 10.0
+# Ended calls stay this long (for an agent row that is behind); then they are pruned.
+KEEP_ENDED = timedelta(hours=1)
+
+
+def _iso(at: datetime) -> str:
+    return at.isoformat()
+
+
+def _when(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+class Router(ProcessManager):
+    """Routing, ring timeouts, overflow and fallbacks; agents' presence follows the work."""
+
+    name = "routing"
+    upstreams = ("agents", "queues", "tenants", "calls", "conversations", "routing")
+    schema = (
+        """CREATE TABLE IF NOT EXISTS agents (
+            id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, active INTEGER NOT NULL,
+            takes_calls INTEGER NOT NULL, presence TEXT NOT NULL, since TEXT NOT NULL,
+            work_id TEXT, skills TEXT NOT NULL, departments TEXT NOT NULL,
+            pickup_groups TEXT NOT NULL, endpoints TEXT NOT NULL, last_ended_at TEXT
+        )""",
+        "CREATE INDEX IF NOT EXISTS agents_by_tenant ON agents (tenant_id, presence)",
+        """CREATE TABLE IF NOT EXISTS queues (
+            id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, name TEXT NOT NULL,
+            policy TEXT NOT NULL, required_skills TEXT NOT NULL, department TEXT,
+            sticky_fallback TEXT, pickup_groups TEXT NOT NULL,
+            ring_timeout_seconds INTEGER NOT NULL, max_wait_seconds INTEGER NOT NULL,
+            overflow TEXT, no_agent TEXT, calendar_name TEXT, when_closed TEXT
+        )""",
+        "CREATE TABLE IF NOT EXISTS tenant_ids (id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL)",
+        """CREATE TABLE IF NOT EXISTS calendars (
+            tenant_id TEXT NOT NULL, name TEXT NOT NULL, calendar TEXT NOT NULL,
+            PRIMARY KEY (tenant_id, name)
+        )""",
+        """CREATE TABLE IF NOT EXISTS calls (
+            id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, call_ref TEXT NOT NULL,
+            customer_number TEXT, queue_id TEXT, queued_at TEXT, answered_by TEXT,
+            legs TEXT NOT NULL, ended_at TEXT
+        )""",
+        "CREATE INDEX IF NOT EXISTS calls_waiting ON calls (queue_id, answered_by, ended_at)",
+        "CREATE INDEX IF NOT EXISTS calls_ended ON calls (ended_at)",
+        """CREATE TABLE IF NOT EXISTS call_last_agent (
+            tenant_id TEXT NOT NULL, number TEXT NOT NULL, agent_id TEXT NOT NULL,
+            PRIMARY KEY (tenant_id, number)
+        )""",
+        """CREATE TABLE IF NOT EXISTS conversations (
+            id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, customer_id TEXT NOT NULL,
+            queue_id TEXT, queued_at TEXT, assignee TEXT, status TEXT NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS conversations_waiting ON conversations (queue_id, assignee, status)",
+        """CREATE TABLE IF NOT EXISTS conversation_last_agent (
+            tenant_id TEXT NOT NULL, customer_id TEXT NOT NULL, agent_id TEXT NOT NULL,
+            PRIMARY KEY (tenant_id, customer_id)
+        )""",
+        """CREATE TABLE IF NOT EXISTS routings (
+            id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, kind TEXT NOT NULL,
+            work_id TEXT NOT NULL, ringing TEXT, offered_at TEXT, expired TEXT NOT NULL,
+            fell_back_at TEXT, fell_back_to TEXT
+        )""",
+        "CREATE INDEX IF NOT EXISTS routings_by_work ON routings (work_id)",
+        "CREATE TABLE IF NOT EXISTS cursors (queue_id TEXT PRIMARY KEY, agent_id TEXT NOT NULL)",
+    )
+
+    def __init__(self, path: Any, *, wrap_up_seconds: float = 15.0) -> None:
+        super().__init__(path)
+        self.wrap_up_seconds = wrap_up_seconds
+        # Offers made by this process whose events have not come back yet:
+        # work id -> (agent id, when decided); agent id -> work id.
+        self._inflight: dict[str, tuple[str, datetime]] = {}
+        self._inflight_agents: dict[str, str] = {}
+        # Fallbacks decided, by work id: (the queue it fell back from, when).
+        self._fallen: dict[str, tuple[str, datetime]] = {}
+
+    # ------------------------------------------------------------------ the tables
+    def handle(self, db: sqlite3.Connection, event: Any) -> None:
+        if isinstance(event, User.Event | User.Created):
+            self._on_agent(db, event)
+        elif isinstance(event, Queue.Event | Queue.Created):
+            self._on_queue(db, event)
+        elif isinstance(event, Tenant.Event | Tenant.Created):
+            self._on_tenant(db, event)
+        elif isinstance(event, Call.Event | Call.Started):
+            self._on_call(db, event)
+        elif isinstance(event, Conversation.Event | Conversation.Started):
+            self._on_conversation(db, event)
+        elif isinstance(event, WorkRouting.Event | WorkRouting.Created):
+            self._on_routing(db, event)
+
+    def _on_agent(self, db: sqlite3.Connection, e: Any) -> None:
+        aid, at = str(e.originator_id), _iso(e.timestamp)
+        if isinstance(e, User.Created):
+            db.execute(
+                "INSERT INTO agents VALUES (?, ?, 1, ?, 'offline', ?, NULL, '{}', '[]', '[]', '[]', NULL)",
+                (aid, e.tenant_id, int(Role(e.role) in CALL_TAKING_ROLES), at),
+            )
+            return
+        row = db.execute("SELECT * FROM agents WHERE id = ?", (aid,)).fetchone()
+        if row is None:
+            return
+        tenant = row["tenant_id"]
+
+        def presence(state: Presence, work: str | None = None, **more: Any) -> None:
+            sets = {"presence": state.value, "since": at, "work_id": work, **more}
+            db.execute(
+                f"UPDATE agents SET {', '.join(f'{k} = ?' for k in sets)} WHERE id = ?",
+                (*sets.values(), aid),
+            )
+            self.changed(tenant, "agent", aid)
+
+        def json_field(name: str, change: Any) -> None:
+            value = change(_decode(row[name]))
+            db.execute(f"UPDATE agents SET {name} = ? WHERE id = ?", (_dump(value), aid))
+
+        if isinstance(e, User.RoleChanged):
+            takes = int(Role(e.role) in CALL_TAKING_ROLES)
+            db.execute("UPDATE agents SET takes_calls = ? WHERE id = ?", (takes, aid))
+        elif isinstance(e, User.EndpointAdded):
+            json_field("endpoints", lambda v: [*v, [e.kind, e.address]])
+        elif isinstance(e, User.EndpointRemoved):
+            json_field("endpoints", lambda v: [x for x in v if x != [e.kind, e.address]])
+        elif isinstance(e, User.SkillSet):
+            json_field("skills", lambda v: {**v, e.skill: e.level})
+        elif isinstance(e, User.SkillRemoved):
+            json_field("skills", lambda v: {k: n for k, n in v.items() if k != e.skill})
+        elif isinstance(e, User.DepartmentJoined):
+            json_field("departments", lambda v: sorted({*v, e.department}))
+        elif isinstance(e, User.DepartmentLeft):
+            json_field("departments", lambda v: [x for x in v if x != e.department])
+        elif isinstance(e, User.PickupGroupJoined):
+            json_field("pickup_groups", lambda v: sorted({*v, e.group}))
+        elif isinstance(e, User.PickupGroupLeft):
+            json_field("pickup_groups", lambda v: [x for x in v if x != e.group])
+        elif isinstance(e, User.WentAvailable | User.OfferDeclined | User.WrapUpFinished):
+            presence(Presence.AVAILABLE)
+        elif isinstance(e, User.BreakTaken):
+            presence(Presence.BREAK)
+        elif isinstance(e, User.WentOffline):
+            presence(Presence.OFFLINE)
+        elif isinstance(e, User.Offered):
+            presence(Presence.RINGING, e.conversation_id)
+        elif isinstance(e, User.Answered | User.InteractionStarted):
+            presence(Presence.ON_CALL, e.conversation_id)
+        elif isinstance(e, User.InteractionEnded):
+            if e.wrap_up:
+                presence(Presence.WRAP_UP, e.conversation_id, last_ended_at=at)
+            else:
+                presence(Presence.AVAILABLE, last_ended_at=at)
+        elif isinstance(e, User.Deactivated):
+            db.execute("UPDATE agents SET active = 0 WHERE id = ?", (aid,))
+        elif isinstance(e, User.Reactivated):
+            db.execute("UPDATE agents SET active = 1 WHERE id = ?", (aid,))
+
+    def _on_queue(self, db: sqlite3.Connection, e: Any) -> None:
+        qid = str(e.originator_id)
+        if isinstance(e, Queue.Created):
+            db.execute(
+                "INSERT INTO queues VALUES (?, ?, ?, ?, '{}', NULL, NULL, '[]', ?, ?, "
+                "NULL, NULL, NULL, NULL)",
+                (
+                    qid,
+                    e.tenant_id,
+                    e.name,
+                    RoutingPolicy.ROUND_ROBIN.value,
+                    DEFAULT_RING_TIMEOUT_SECONDS,
+                    DEFAULT_MAX_WAIT_SECONDS,
+                ),
+            )
+            return
+        sets: dict[str, Any] = {}
+        if isinstance(e, Queue.Renamed):
+            sets = {"name": e.name}
+        elif isinstance(e, Queue.RoutingChanged):
+            sets = {
+                "policy": e.policy,
+                "required_skills": _dump(e.required_skills),
+                "department": e.department,
+                "sticky_fallback": e.sticky_fallback,
+            }
+        elif isinstance(e, Queue.WaitingRulesChanged):
+            sets = {
+                "ring_timeout_seconds": e.ring_timeout_seconds,
+                "max_wait_seconds": e.max_wait_seconds,
+                "overflow": _encode_or_none(e.overflow),
+                "no_agent": _encode_or_none(e.no_agent),
+            }
+        elif isinstance(e, Queue.ScheduleChanged):
+            sets = {"calendar_name": e.calendar_name, "when_closed": _encode_or_none(e.when_closed)}
+        elif isinstance(e, Queue.PickupGroupAdded | Queue.PickupGroupRemoved):
+            row = db.execute("SELECT pickup_groups FROM queues WHERE id = ?", (qid,)).fetchone()
+            if row is None:
+                return
+            groups = set(_decode(row[0]))
+            if isinstance(e, Queue.PickupGroupAdded):
+                groups.add(e.group)
+            else:
+                groups.discard(e.group)
+            sets = {"pickup_groups": _dump(sorted(groups))}
+        if sets:
+            db.execute(
+                f"UPDATE queues SET {', '.join(f'{k} = ?' for k in sets)} WHERE id = ?",
+                (*sets.values(), qid),
+            )
+
+    def _on_tenant(self, db: sqlite3.Connection, e: Any) -> None:
+        tid = str(e.originator_id)
+        if isinstance(e, Tenant.Registered):
+            db.execute("INSERT OR REPLACE INTO tenant_ids VALUES (?, ?)", (tid, e.tenant_id))
+            return
+        if not isinstance(e, Tenant.CalendarDefined | Tenant.CalendarRemoved):
+            return
+        row = db.execute("SELECT tenant_id FROM tenant_ids WHERE id = ?", (tid,)).fetchone()
+        if row is None:
+            return
+        if isinstance(e, Tenant.CalendarDefined):
+            db.execute(
+                "INSERT OR REPLACE INTO calendars VALUES (?, ?, ?)",
+                (row[0], e.name, _dump(e.calendar)),
+            )
+        else:
+            db.execute("DELETE FROM calendars WHERE tenant_id = ? AND name = ?", (row[0], e.name))
+
+    def _on_call(self, db: sqlite3.Connection, e: Any) -> None:
+        cid = str(e.originator_id)
+        if isinstance(e, Call.Started):
+            legs = {leg["leg_id"]: leg.get("user_id") for leg in e.legs}
+            db.execute(
+                "INSERT INTO calls VALUES (?, ?, ?, ?, NULL, NULL, NULL, ?, NULL)",
+                (cid, e.tenant_id, e.call_ref, e.customer_number, _dump(legs)),
+            )
+            return
+        row = db.execute("SELECT * FROM calls WHERE id = ?", (cid,)).fetchone()
+        if row is None:
+            return
+        if isinstance(e, Call.Offered):
+            db.execute(
+                "UPDATE calls SET queue_id = ?, queued_at = ? WHERE id = ?",
+                (str(e.queue_id), _iso(e.at), cid),
+            )
+        elif isinstance(e, Call.AgentRang | Call.SupervisionStarted):
+            self._add_leg(db, row, e.leg)
+        elif isinstance(e, Call.TransferRequested):
+            self._add_leg(db, row, e.consult_leg)
+        elif isinstance(e, Call.Transferred):
+            self._add_leg(db, row, e.to_leg)
+        elif isinstance(e, Call.Answered):
+            user = _decode(row["legs"]).get(e.leg_id)
+            if user is not None and row["answered_by"] is None:
+                db.execute("UPDATE calls SET answered_by = ? WHERE id = ?", (user, cid))
+                if row["customer_number"]:
+                    db.execute(
+                        "INSERT OR REPLACE INTO call_last_agent VALUES (?, ?, ?)",
+                        (row["tenant_id"], row["customer_number"], user),
+                    )
+        elif isinstance(e, Call.Ended):
+            db.execute("UPDATE calls SET ended_at = ? WHERE id = ?", (_iso(e.at), cid))
+            # Deterministic pruning (it depends on this stream's events only).
+            db.execute("DELETE FROM calls WHERE ended_at < ?", (_iso(e.at - KEEP_ENDED),))
+
+    @staticmethod
+    def _add_leg(db: sqlite3.Connection, row: sqlite3.Row, leg: dict[str, Any]) -> None:
+        legs = _decode(row["legs"])
+        legs[leg["leg_id"]] = leg.get("user_id")
+        db.execute("UPDATE calls SET legs = ? WHERE id = ?", (_dump(legs), row["id"]))
+
+    def _on_conversation(self, db: sqlite3.Connection, e: Any) -> None:
+        cid = str(e.originator_id)
+        if isinstance(e, Conversation.Started):
+            queue = str(e.queue_id) if e.queue_id else None
+            db.execute(
+                "INSERT INTO conversations VALUES (?, ?, ?, ?, ?, NULL, 'open')",
+                (cid, e.tenant_id, str(e.customer_id), queue, _iso(e.at) if queue else None),
+            )
+            return
+        row = db.execute(
+            "SELECT tenant_id, customer_id FROM conversations WHERE id = ?", (cid,)
+        ).fetchone()
+        if row is None:
+            return
+        if isinstance(e, Conversation.MovedToQueue):
+            db.execute(
+                "UPDATE conversations SET queue_id = ?, queued_at = ?, assignee = NULL WHERE id = ?",
+                (str(e.queue_id), _iso(e.timestamp), cid),
+            )
+        elif isinstance(e, Conversation.Assigned | Conversation.Transferred):
+            agent = str(e.agent_id if isinstance(e, Conversation.Assigned) else e.to_agent_id)
+            db.execute("UPDATE conversations SET assignee = ? WHERE id = ?", (agent, cid))
+            db.execute(
+                "INSERT OR REPLACE INTO conversation_last_agent VALUES (?, ?, ?)",
+                (row["tenant_id"], row["customer_id"], agent),
+            )
+        elif isinstance(e, Conversation.Unassigned):
+            db.execute("UPDATE conversations SET assignee = NULL WHERE id = ?", (cid,))
+        elif isinstance(e, Conversation.StatusChanged):
+            db.execute(
+                "UPDATE conversations SET status = ? WHERE id = ?",
+                (ConversationStatus(e.status).value, cid),
+            )
+
+    def _on_routing(self, db: sqlite3.Connection, e: Any) -> None:
+        rid = str(e.originator_id)
+        if isinstance(e, WorkRouting.Created):
+            db.execute(
+                "INSERT INTO routings VALUES (?, ?, ?, ?, NULL, NULL, '[]', NULL, NULL)",
+                (rid, e.tenant_id, e.kind, e.work_id),
+            )
+        elif isinstance(e, WorkRouting.Offered):
+            db.execute(
+                "UPDATE routings SET ringing = ?, offered_at = ? WHERE id = ?",
+                (str(e.agent_id), _iso(e.at), rid),
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO cursors VALUES (?, ?)", (str(e.queue_id), str(e.agent_id))
+            )
+        elif isinstance(e, WorkRouting.OfferExpired):
+            row = db.execute("SELECT expired FROM routings WHERE id = ?", (rid,)).fetchone()
+            expired = sorted({*_decode(row[0]), str(e.agent_id)}) if row else []
+            db.execute(
+                "UPDATE routings SET ringing = NULL, expired = ? WHERE id = ?",
+                (_dump(expired), rid),
+            )
+        elif isinstance(e, WorkRouting.FellBack):
+            db.execute(
+                "UPDATE routings SET ringing = NULL, fell_back_at = ?, fell_back_to = ? WHERE id = ?",
+                (_iso(e.at), e.fallback["kind"], rid),
+            )
+
+    # ------------------------------------------------------------------ acting
+    def act(self, ctx: ActContext) -> list[Any]:
+        db = self.connect()
+        decisions: list[Any] = []
+        self._forget_settled(db, ctx.now)
+        # One snapshot of the tables for the whole pass: decisions made in this pass are
+        # kept in memory until their events come back.
+        db.execute("BEGIN")
+        try:
+            agents = [dict(r) for r in db.execute("SELECT * FROM agents WHERE active = 1")]
+            queues = {r["id"]: dict(r) for r in db.execute("SELECT * FROM queues")}
+            calls = {
+                r["id"]: dict(r)
+                for r in db.execute(
+                    "SELECT * FROM calls WHERE ended_at IS NULL OR id IN "
+                    "(SELECT work_id FROM agents WHERE work_id IS NOT NULL)"
+                )
+            }
+            conversations = {
+                r["id"]: dict(r)
+                for r in db.execute(
+                    "SELECT * FROM conversations WHERE (queue_id IS NOT NULL AND assignee IS NULL "
+                    "AND status = 'open') OR id IN "
+                    "(SELECT work_id FROM agents WHERE work_id IS NOT NULL)"
+                )
+            }
+            routings = {
+                r["work_id"]: dict(r)
+                for r in db.execute(
+                    "SELECT * FROM routings WHERE work_id IN (SELECT id FROM calls "
+                    "WHERE ended_at IS NULL) OR work_id IN (SELECT id FROM conversations "
+                    "WHERE assignee IS NULL AND status = 'open')"
+                )
+            }
+        finally:
+            db.execute("COMMIT")
+        decisions += self._follow_work(ctx, agents, queues, calls, conversations)
+        decisions += self._offer(ctx, db, agents, queues, calls, conversations, routings)
+        return decisions
+
+    def _forget_settled(self, db: sqlite3.Connection, now: datetime) -> None:
+        for work_id, (_, at) in list(self._fallen.items()):
+            if (now - at).total_seconds() > INFLIGHT_SECONDS:
+                del self._fallen[work_id]
+        for work_id, (agent_id, at) in list(self._inflight.items()):
+            row = db.execute("SELECT work_id FROM agents WHERE id = ?", (agent_id,)).fetchone()
+            seen = row is not None and row[0] == work_id
+            if seen or (now - at).total_seconds() > INFLIGHT_SECONDS:
+                del self._inflight[work_id]
+                self._inflight_agents.pop(agent_id, None)
+
+    def _follow_work(
+        self,
+        ctx: ActContext,
+        agents: list[dict[str, Any]],
+        queues: dict[str, dict[str, Any]],
+        calls: dict[str, dict[str, Any]],
+        conversations: dict[str, dict[str, Any]],
+    ) -> list[Any]:
+        """Steps 1 and 2 of the module docstring: presence follows the work; rings end."""
+        apps, now = ctx.apps, ctx.now
+        decisions: list[Any] = []
+        for agent in agents:
+            aid, tenant, work = agent["id"], agent["tenant_id"], agent["work_id"]
+            presence, since = agent["presence"], _when(agent["since"])
+            call, conversation = calls.get(work or ""), conversations.get(work or "")
+            try:
+                if presence == Presence.RINGING and call is not None:
+                    if call["answered_by"] == aid:
+                        apps.agents.answer(tenant, UUID(aid), work)
+                        decisions.append(("answered", tenant, work, aid))
+                    elif call["ended_at"] or call["answered_by"]:
+                        decisions += self._end_ring(ctx, agent, call, "withdrawn")
+                    elif self._ring_expired(agent, call["queue_id"], queues, now):
+                        decisions += self._end_ring(ctx, agent, call, "timed_out")
+                elif presence == Presence.RINGING and conversation is not None:
+                    if conversation["assignee"] == aid:
+                        apps.agents.answer(tenant, UUID(aid), work)
+                        decisions.append(("accepted", tenant, work, aid))
+                    elif conversation["assignee"] or conversation["status"] != "open":
+                        decisions += self._end_ring(ctx, agent, None, "withdrawn")
+                    elif self._ring_expired(agent, conversation["queue_id"], queues, now):
+                        decisions += self._end_ring(ctx, agent, None, "timed_out")
+                elif presence == Presence.ON_CALL and call is not None and call["ended_at"]:
+                    apps.agents.end_interaction(tenant, UUID(aid), work, self.wrap_up_seconds > 0)
+                    decisions.append(("call_ended", tenant, work, aid))
+                elif (
+                    presence == Presence.ON_CALL
+                    and conversation is not None
+                    and conversation["status"] in ("resolved", "closed")
+                ):
+                    apps.agents.end_interaction(tenant, UUID(aid), work, False)
+                    decisions.append(("conversation_ended", tenant, work, aid))
+                elif (
+                    presence == Presence.WRAP_UP
+                    and since is not None
+                    and (now - since).total_seconds() >= self.wrap_up_seconds
+                ):
+                    apps.agents.finish_wrap_up(tenant, UUID(aid))
+                    decisions.append(("wrapped_up", tenant, work, aid))
+            except DomainError as error:
+                # The agent moved on since the tables were read: the next act sees it.
+                log.debug("routing: agent %s: %s", aid, error)
+        return decisions
+
+    @staticmethod
+    def _ring_expired(
+        agent: dict[str, Any],
+        queue_id: str | None,
+        queues: dict[str, dict[str, Any]],
+        now: datetime,
+    ) -> bool:
+        queue = queues.get(queue_id or "")
+        timeout = queue["ring_timeout_seconds"] if queue else DEFAULT_RING_TIMEOUT_SECONDS
+        since = _when(agent["since"])
+        return since is not None and (now - since).total_seconds() >= timeout
+
+    def _end_ring(
+        self, ctx: ActContext, agent: dict[str, Any], call: dict[str, Any] | None, reason: str
+    ) -> list[Any]:
+        tenant, aid, work = agent["tenant_id"], agent["id"], agent["work_id"]
+        kind = WorkKind.CALL if call is not None else WorkKind.CONVERSATION
+        ctx.apps.agents.decline_offer(tenant, UUID(aid), work, reason)
+        if reason == "timed_out":
+            ctx.apps.routing.expired(tenant, kind, work, UUID(aid), ctx.now)
+        if call is not None and not call["ended_at"]:
+            stop = commands.StopRinging(
+                command_id=f"stop:{work}:{aid}:{agent['since']}",
+                tenant_id=tenant,
+                call_id=UUID(work),
+                call_ref=call["call_ref"],
+                agent_id=UUID(aid),
+                reason=reason,
+            )
+            ctx.publish(commands.subject(tenant, stop), commands.encode(stop))
+        return [(reason, tenant, work, aid)]
+
+    def _offer(
+        self,
+        ctx: ActContext,
+        db: sqlite3.Connection,
+        agents: list[dict[str, Any]],
+        queues: dict[str, dict[str, Any]],
+        calls: dict[str, dict[str, Any]],
+        conversations: dict[str, dict[str, Any]],
+        routings: dict[str, dict[str, Any]],
+    ) -> list[Any]:
+        """Steps 3 and 4: fallbacks, then offers, oldest waiting work first."""
+        now = ctx.now
+        decisions: list[Any] = []
+        ringing_for = {a["work_id"] for a in agents if a["presence"] == Presence.RINGING}
+        busy = set(self._inflight_agents)
+        by_tenant: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for agent in agents:
+            by_tenant[agent["tenant_id"]].append(agent)
+        waiting: list[tuple[str, WorkKind, dict[str, Any]]] = []
+        for call in calls.values():
+            if call["queue_id"] and not call["answered_by"] and not call["ended_at"]:
+                waiting.append((call["queued_at"], WorkKind.CALL, call))
+        for conv in conversations.values():
+            if conv["queue_id"] and not conv["assignee"] and conv["status"] == "open":
+                waiting.append((conv["queued_at"] or "", WorkKind.CONVERSATION, conv))
+        waiting.sort(key=lambda item: item[0])
+        cursors: dict[str, str] = {}
+        for queued_at, kind, work in waiting:
+            work_id, tenant = work["id"], work["tenant_id"]
+            routing = routings.get(work_id, {})
+            if work_id in ringing_for or work_id in self._inflight:
+                continue
+            queue = queues.get(work["queue_id"])
+            if queue is None or queue["tenant_id"] != tenant:
+                continue  # a queue we have not seen yet (its stream is behind)
+            if routing.get("fell_back_to") not in (None, FallbackKind.QUEUE):
+                continue  # sent to voicemail or a message: the switch ends it
+            if self._fallen.get(work_id, ("", now))[0] == queue["id"]:
+                continue  # its fallback is decided; its events are on their way
+            team = by_tenant.get(tenant, [])
+            fallback = self._fallback_due(db, queue, team, queued_at, now)
+            if fallback is not None:
+                decisions += self._fall_back(ctx, kind, work, queue, *fallback)
+                continue
+            candidates = [
+                _candidate(a)
+                for a in team
+                if a["takes_calls"] and a["id"] not in busy and a["endpoints"] != "[]"
+            ]
+            if not candidates:
+                continue
+            rules = _rules(queue)
+            if queue["id"] not in cursors:
+                row = db.execute(
+                    "SELECT agent_id FROM cursors WHERE queue_id = ?", (queue["id"],)
+                ).fetchone()
+                cursors[queue["id"]] = row[0] if row else ""
+            cursor = cursors[queue["id"]]
+            last = self._last_agent(db, kind, work)
+            order = route(
+                rules,
+                candidates,
+                cursor=UUID(cursor) if cursor else None,
+                last_agent_id=UUID(last) if last else None,
+            )
+            tried = set(_decode(routing["expired"])) if routing.get("expired") else set()
+            # Agents who let it ring out go last; if only they are left, they ring again.
+            order = [a for a in order if str(a) not in tried] + [
+                a for a in order if str(a) in tried
+            ]
+            for agent_id in order:
+                agent = next(a for a in team if a["id"] == str(agent_id))
+                made = self._make_offer(ctx, kind, work, queue, agent)
+                if made:
+                    busy.add(agent["id"])
+                    cursors[queue["id"]] = agent["id"]
+                    decisions.append(made)
+                    break
+        return decisions
+
+    def _fallback_due(
+        self,
+        db: sqlite3.Connection,
+        queue: dict[str, Any],
+        team: list[dict[str, Any]],
+        queued_at: str | None,
+        now: datetime,
+    ) -> tuple[FallbackReason, dict[str, Any]] | None:
+        if queue["calendar_name"] and queue["when_closed"]:
+            row = db.execute(
+                "SELECT calendar FROM calendars WHERE tenant_id = ? AND name = ?",
+                (queue["tenant_id"], queue["calendar_name"]),
+            ).fetchone()
+            if row is not None:
+                try:
+                    open_now = is_open(calendar_from_builtins(_decode(row[0])), now)
+                except NeverOpen:
+                    open_now = False
+                if not open_now:
+                    return FallbackReason.CLOSED, _decode(queue["when_closed"])
+        if queue["no_agent"]:
+            rules = _rules(queue)
+            members = [
+                a
+                for a in team
+                if a["takes_calls"]
+                and a["presence"] != Presence.OFFLINE
+                and (
+                    not rules.pickup_groups
+                    or rules.pickup_groups & set(_decode(a["pickup_groups"]))
+                )
+            ]
+            if not members:
+                return FallbackReason.NO_AGENT, _decode(queue["no_agent"])
+        since = _when(queued_at)
+        if (
+            queue["overflow"]
+            and since is not None
+            and (now - since).total_seconds() >= queue["max_wait_seconds"]
+        ):
+            return FallbackReason.MAX_WAIT, _decode(queue["overflow"])
+        return None
+
+    def _fall_back(
+        self,
+        ctx: ActContext,
+        kind: WorkKind,
+        work: dict[str, Any],
+        queue: dict[str, Any],
+        reason: FallbackReason,
+        fallback: dict[str, Any],
+    ) -> list[Any]:
+        apps, tenant, work_id = ctx.apps, work["tenant_id"], work["id"]
+        target = fallback.get("queue_id")
+        try:
+            apps.routing.fell_back(
+                tenant, kind, work_id, UUID(queue["id"]), reason, fallback, ctx.now
+            )
+            if fallback["kind"] == FallbackKind.QUEUE and target:
+                if kind is WorkKind.CALL:
+                    apps.calls.offer_to_queue(tenant, UUID(work_id), UUID(target), ctx.now)
+                else:
+                    apps.conversations.move_to_queue(tenant, UUID(work_id), UUID(target))
+            elif kind is WorkKind.CALL:
+                command = commands.SendToFallback(
+                    command_id=f"fallback:{work_id}:{reason.value}:{work['queued_at']}",
+                    tenant_id=tenant,
+                    call_id=UUID(work_id),
+                    call_ref=work["call_ref"],
+                    kind=str(fallback["kind"]),
+                    message=fallback.get("message"),
+                )
+                ctx.publish(commands.subject(tenant, command), commands.encode(command))
+        except DomainError as error:
+            log.debug("routing: fallback for %s: %s", work_id, error)
+            return []
+        # Remembered for a while, so that an act before the events come back does not
+        # repeat it (a fallback to voicemail or a message is final: see `fell_back_to`).
+        self._fallen[work_id] = (queue["id"], ctx.now)
+        return [("fell_back", tenant, work_id, reason.value, fallback["kind"])]
+
+    @staticmethod
+    def _last_agent(db: sqlite3.Connection, kind: WorkKind, work: dict[str, Any]) -> str | None:
+        if kind is WorkKind.CALL:
+            if not work["customer_number"]:
+                return None
+            row = db.execute(
+                "SELECT agent_id FROM call_last_agent WHERE tenant_id = ? AND number = ?",
+                (work["tenant_id"], work["customer_number"]),
+            ).fetchone()
+        else:
+            row = db.execute(
+                "SELECT agent_id FROM conversation_last_agent WHERE tenant_id = ? AND customer_id = ?",
+                (work["tenant_id"], work["customer_id"]),
+            ).fetchone()
+        return row[0] if row else None
+
+    def _make_offer(
+        self,
+        ctx: ActContext,
+        kind: WorkKind,
+        work: dict[str, Any],
+        queue: dict[str, Any],
+        agent: dict[str, Any],
+    ) -> tuple[Any, ...] | None:
+        apps, tenant, work_id, aid = ctx.apps, work["tenant_id"], work["id"], agent["id"]
+        try:
+            # The agent first: their aggregate refuses an agent who is no longer
+            # available, which is what keeps two offers from winning one agent.
+            apps.agents.offer(tenant, UUID(aid), work_id)
+        except DomainError as error:
+            log.debug("routing: %s not offered to %s: %s", work_id, aid, error)
+            return None
+        self._inflight[work_id] = (aid, ctx.now)
+        self._inflight_agents[aid] = work_id
+        attempt = apps.routing.offered(
+            tenant,
+            kind,
+            work_id,
+            UUID(queue["id"]),
+            UUID(aid),
+            RoutingPolicy(queue["policy"]),
+            queue["ring_timeout_seconds"],
+            ctx.now,
+        )
+        if kind is WorkKind.CALL:
+            endpoint_kind, address = _decode(agent["endpoints"])[0]
+            ring = commands.RingAgent(
+                command_id=f"ring:{work_id}:{attempt}",
+                tenant_id=tenant,
+                call_id=UUID(work_id),
+                call_ref=work["call_ref"],
+                agent_id=UUID(aid),
+                endpoint_kind=endpoint_kind,
+                endpoint_address=address,
+                ring_timeout_seconds=queue["ring_timeout_seconds"],
+            )
+            ctx.publish(commands.subject(tenant, ring), commands.encode(ring))
+        return ("offered", tenant, work_id, aid, attempt)
+
+    def next_due(self) -> datetime | None:
+        """The earliest ring timeout, wrap-up end or max wait still to come."""
+        db = self.connect()
+        times: list[datetime] = []
+        for row in db.execute(
+            "SELECT a.since, a.presence, q.ring_timeout_seconds FROM agents a "
+            "LEFT JOIN calls c ON c.id = a.work_id LEFT JOIN conversations v ON v.id = a.work_id "
+            "LEFT JOIN queues q ON q.id = coalesce(c.queue_id, v.queue_id) "
+            "WHERE a.presence IN ('ringing', 'wrap_up')"
+        ):
+            since = datetime.fromisoformat(row[0])
+            if row[1] == Presence.RINGING:
+                times.append(since + timedelta(seconds=row[2] or DEFAULT_RING_TIMEOUT_SECONDS))
+            else:
+                times.append(since + timedelta(seconds=self.wrap_up_seconds))
+        for row in db.execute(
+            "SELECT w.queued_at, q.max_wait_seconds FROM calls w JOIN queues q ON q.id = w.queue_id "
+            "WHERE w.answered_by IS NULL AND w.ended_at IS NULL AND q.overflow IS NOT NULL "
+            "UNION ALL SELECT w.queued_at, q.max_wait_seconds FROM conversations w "
+            "JOIN queues q ON q.id = w.queue_id WHERE w.assignee IS NULL AND w.status = 'open' "
+            "AND q.overflow IS NOT NULL"
+        ):
+            if row[0]:
+                times.append(datetime.fromisoformat(row[0]) + timedelta(seconds=row[1]))
+        return min(times) if times else None
+
+    # ------------------------------------------------------------------ queries
+    def agent(self, tenant_id: str, agent_id: str) -> dict[str, Any] | None:
+        row = (
+            self.connect()
+            .execute("SELECT * FROM agents WHERE tenant_id = ? AND id = ?", (tenant_id, agent_id))
+            .fetchone()
+        )
+        return dict(row) if row else None
+
+    def waiting(self, tenant_id: str) -> list[dict[str, Any]]:
+        """Calls and conversations waiting for an agent, oldest first."""
+        rows: Iterable[sqlite3.Row] = self.connect().execute(
+            "SELECT 'call' AS kind, id, queue_id, queued_at FROM calls WHERE tenant_id = ? "
+            "AND queue_id IS NOT NULL AND answered_by IS NULL AND ended_at IS NULL "
+            "UNION ALL SELECT 'conversation', id, queue_id, queued_at FROM conversations "
+            "WHERE tenant_id = ? AND queue_id IS NOT NULL AND assignee IS NULL AND status = 'open' "
+            "ORDER BY queued_at",
+            (tenant_id, tenant_id),
+        )
+        return [dict(r) for r in rows]
+
+
+def _encode_or_none(value: Any) -> str | None:
+    return None if value is None else _dump(value)
+
+
+def _rules(queue: dict[str, Any]) -> RoutingRules:
+    return RoutingRules(
+        policy=RoutingPolicy(queue["policy"]),
+        required_skills=_decode(queue["required_skills"]),
+        department=queue["department"],
+        sticky_fallback=RoutingPolicy(queue["sticky_fallback"])
+        if queue["sticky_fallback"]
+        else None,
+        pickup_groups=frozenset(_decode(queue["pickup_groups"])),
+    )
+
+
+def _candidate(agent: dict[str, Any]) -> Candidate:
+    return Candidate(
+        agent_id=UUID(agent["id"]),
+        presence=Presence(agent["presence"]),
+        skills=_decode(agent["skills"]),
+        departments=frozenset(_decode(agent["departments"])),
+        pickup_groups=frozenset(_decode(agent["pickup_groups"])),
+        last_call_ended_at=_when(agent["last_ended_at"]),
+    )
