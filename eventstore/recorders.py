@@ -179,6 +179,28 @@ class JetStreamSubscription(Subscription[JetStreamApplicationRecorder]):
                 asyncio.run_coroutine_threadsafe(self._reader.close(), self._conn.loop)
         self._wakeup.set()
 
+    def drain(self, limit: int) -> list[Notification]:
+        """The notifications ready now, at least one (waiting for it), at most `limit`.
+
+        A projection applies what arrived in a burst in one transaction; draining takes
+        the burst without a thread wake-up per notification. An undecodable message ends
+        the batch before it and is raised on the next call, as `__next__` does.
+        """
+        batch = [next(self)]
+        items = self._items
+        while len(batch) < limit:
+            try:
+                item = items.popleft()
+            except IndexError:
+                break
+            if isinstance(item, UndecodableEventError):
+                items.appendleft(item)
+                break
+            batch.append(item)
+        if self._reader.paused and len(items) <= self.LOW_WATER:
+            self._conn.loop.call_soon_threadsafe(self._reader.resume)
+        return batch
+
     def __next__(self) -> Notification:
         items = self._items
         while True:

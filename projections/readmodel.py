@@ -116,6 +116,41 @@ class SqliteReadModel:
             db.execute("ROLLBACK")
             raise
 
+    def apply_batch(self, events: list[tuple[int, Any]], upstream: str | None = None) -> int:
+        """Apply events of one stream, in order, in one transaction; how many were new.
+
+        Either all of them and the last position are stored, or none: a failure rolls the
+        batch back (the caller may then apply one by one to find the event at fault).
+        """
+        stream = self._upstream(upstream)
+        db = self.connect()
+        db.execute("BEGIN IMMEDIATE")
+        mark = len(self._changes)
+        try:
+            row = db.execute(
+                "SELECT position FROM tracking WHERE projection = ?", (stream,)
+            ).fetchone()
+            done = row[0] if row else 0
+            applied = 0
+            for position, event in events:
+                if position <= done:
+                    continue
+                self.handle(db, event)
+                done = position
+                applied += 1
+            if applied:
+                db.execute(
+                    "INSERT INTO tracking(projection, position) VALUES (?, ?) "
+                    "ON CONFLICT(projection) DO UPDATE SET position = excluded.position",
+                    (stream, done),
+                )
+            db.execute("COMMIT")
+            return applied
+        except BaseException:
+            del self._changes[mark:]
+            db.execute("ROLLBACK")
+            raise
+
     def advance(self, position: int, upstream: str | None = None) -> None:
         """Move past a message an operator decided to skip, changing nothing else."""
         db = self.connect()

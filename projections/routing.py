@@ -36,9 +36,12 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -153,6 +156,8 @@ class Router(ProcessManager):
         self._inflight_agents: dict[str, str] = {}
         # Fallbacks decided, by work id: (the queue it fell back from, when).
         self._fallen: dict[str, tuple[str, datetime]] = {}
+        self._executor: ThreadPoolExecutor | None = None
+        self._claims = threading.Lock()
 
     # ------------------------------------------------------------------ the tables
     def handle(self, db: sqlite3.Connection, event: Any) -> None:
@@ -443,9 +448,20 @@ class Router(ProcessManager):
             }
         finally:
             db.execute("COMMIT")
-        decisions += self._follow_work(ctx, agents, queues, calls, conversations)
-        decisions += self._offer(ctx, db, agents, queues, calls, conversations, routings)
+        jobs = self._follow_work(ctx, agents, queues, calls, conversations)
+        jobs += self._offer(ctx, db, agents, queues, calls, conversations, routings)
+        # The jobs touch different aggregates (each agent, each piece of work once), so
+        # they run side by side: a decision waits for its own appends, not for everyone's.
+        if len(jobs) == 1:
+            return jobs[0]()
+        for done in self._pool().map(lambda job: job(), jobs):
+            decisions += done
         return decisions
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="routing")
+        return self._executor
 
     def _forget_settled(self, db: sqlite3.Connection, now: datetime) -> None:
         for work_id, (_, at) in list(self._fallen.items()):
@@ -465,52 +481,74 @@ class Router(ProcessManager):
         queues: dict[str, dict[str, Any]],
         calls: dict[str, dict[str, Any]],
         conversations: dict[str, dict[str, Any]],
-    ) -> list[Any]:
+    ) -> list[Job]:
         """Steps 1 and 2 of the module docstring: presence follows the work; rings end."""
-        apps, now = ctx.apps, ctx.now
-        decisions: list[Any] = []
+        jobs: list[Job] = []
         for agent in agents:
-            aid, tenant, work = agent["id"], agent["tenant_id"], agent["work_id"]
-            presence, since = agent["presence"], _when(agent["since"])
-            call, conversation = calls.get(work or ""), conversations.get(work or "")
-            try:
-                if presence == Presence.RINGING and call is not None:
-                    if call["answered_by"] == aid:
-                        apps.agents.answer(tenant, UUID(aid), work)
-                        decisions.append(("answered", tenant, work, aid))
-                    elif call["ended_at"] or call["answered_by"]:
-                        decisions += self._end_ring(ctx, agent, call, "withdrawn")
-                    elif self._ring_expired(agent, call["queue_id"], queues, now):
-                        decisions += self._end_ring(ctx, agent, call, "timed_out")
-                elif presence == Presence.RINGING and conversation is not None:
-                    if conversation["assignee"] == aid:
-                        apps.agents.answer(tenant, UUID(aid), work)
-                        decisions.append(("accepted", tenant, work, aid))
-                    elif conversation["assignee"] or conversation["status"] != "open":
-                        decisions += self._end_ring(ctx, agent, None, "withdrawn")
-                    elif self._ring_expired(agent, conversation["queue_id"], queues, now):
-                        decisions += self._end_ring(ctx, agent, None, "timed_out")
-                elif presence == Presence.ON_CALL and call is not None and call["ended_at"]:
-                    apps.agents.end_interaction(tenant, UUID(aid), work, self.wrap_up_seconds > 0)
-                    decisions.append(("call_ended", tenant, work, aid))
-                elif (
-                    presence == Presence.ON_CALL
-                    and conversation is not None
-                    and conversation["status"] in ("resolved", "closed")
-                ):
-                    apps.agents.end_interaction(tenant, UUID(aid), work, False)
-                    decisions.append(("conversation_ended", tenant, work, aid))
-                elif (
-                    presence == Presence.WRAP_UP
-                    and since is not None
-                    and (now - since).total_seconds() >= self.wrap_up_seconds
-                ):
-                    apps.agents.finish_wrap_up(tenant, UUID(aid))
-                    decisions.append(("wrapped_up", tenant, work, aid))
-            except DomainError as error:
-                # The agent moved on since the tables were read: the next act sees it.
-                log.debug("routing: agent %s: %s", aid, error)
-        return decisions
+            step = self._agent_step(ctx, agent, queues, calls, conversations)
+            if step is not None:
+                jobs.append(_guarded(agent["id"], step))
+        return jobs
+
+    def _agent_step(
+        self,
+        ctx: ActContext,
+        agent: dict[str, Any],
+        queues: dict[str, dict[str, Any]],
+        calls: dict[str, dict[str, Any]],
+        conversations: dict[str, dict[str, Any]],
+    ) -> Job | None:
+        """What this agent's work calls for now, as a job; None if nothing."""
+        agents, now = ctx.apps.agents, ctx.now
+        aid, tenant, work = agent["id"], agent["tenant_id"], agent["work_id"]
+        presence, since = agent["presence"], _when(agent["since"])
+        call, conversation = calls.get(work or ""), conversations.get(work or "")
+
+        def step(decision: str, command: Callable[[], None]) -> Job:
+            def run() -> list[Any]:
+                command()
+                return [(decision, tenant, work, aid)]
+
+            return run
+
+        def answer(decision: str) -> Job:
+            return step(decision, lambda: agents.answer(tenant, UUID(aid), work))
+
+        if presence == Presence.RINGING and call is not None:
+            if call["answered_by"] == aid:
+                return answer("answered")
+            if call["ended_at"] or call["answered_by"]:
+                return lambda: self._end_ring(ctx, agent, call, "withdrawn")
+            if self._ring_expired(agent, call["queue_id"], queues, now):
+                return lambda: self._end_ring(ctx, agent, call, "timed_out")
+        elif presence == Presence.RINGING and conversation is not None:
+            if conversation["assignee"] == aid:
+                return answer("accepted")
+            if conversation["assignee"] or conversation["status"] != "open":
+                return lambda: self._end_ring(ctx, agent, None, "withdrawn")
+            if self._ring_expired(agent, conversation["queue_id"], queues, now):
+                return lambda: self._end_ring(ctx, agent, None, "timed_out")
+        elif presence == Presence.ON_CALL and call is not None and call["ended_at"]:
+            wrap_up = self.wrap_up_seconds > 0
+            return step(
+                "call_ended", lambda: agents.end_interaction(tenant, UUID(aid), work, wrap_up)
+            )
+        elif (
+            presence == Presence.ON_CALL
+            and conversation is not None
+            and conversation["status"] in ("resolved", "closed")
+        ):
+            return step(
+                "conversation_ended",
+                lambda: agents.end_interaction(tenant, UUID(aid), work, False),
+            )
+        elif (
+            presence == Presence.WRAP_UP
+            and since is not None
+            and (now - since).total_seconds() >= self.wrap_up_seconds
+        ):
+            return step("wrapped_up", lambda: agents.finish_wrap_up(tenant, UUID(aid)))
+        return None
 
     @staticmethod
     def _ring_expired(
@@ -553,10 +591,15 @@ class Router(ProcessManager):
         calls: dict[str, dict[str, Any]],
         conversations: dict[str, dict[str, Any]],
         routings: dict[str, dict[str, Any]],
-    ) -> list[Any]:
-        """Steps 3 and 4: fallbacks, then offers, oldest waiting work first."""
+    ) -> list[Job]:
+        """Steps 3 and 4: fallbacks, then offers, oldest waiting work first.
+
+        Each item is planned its first choice here, in waiting order, so the oldest gets
+        the best agent; if that agent turns out to be taken when the job runs, it claims
+        the next free one of its own list.
+        """
         now = ctx.now
-        decisions: list[Any] = []
+        jobs: list[Job] = []
         ringing_for = {a["work_id"] for a in agents if a["presence"] == Presence.RINGING}
         busy = set(self._inflight_agents)
         by_tenant: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -586,7 +629,8 @@ class Router(ProcessManager):
             team = by_tenant.get(tenant, [])
             fallback = self._fallback_due(db, queue, team, queued_at, now)
             if fallback is not None:
-                decisions += self._fall_back(ctx, kind, work, queue, *fallback)
+                fall_back = partial(self._fall_back, ctx, kind, work, queue, *fallback)
+                jobs.append(_guarded(work_id, fall_back))
                 continue
             candidates = [
                 _candidate(a)
@@ -614,15 +658,42 @@ class Router(ProcessManager):
             order = [a for a in order if str(a) not in tried] + [
                 a for a in order if str(a) in tried
             ]
-            for agent_id in order:
-                agent = next(a for a in team if a["id"] == str(agent_id))
-                made = self._make_offer(ctx, kind, work, queue, agent)
-                if made:
-                    busy.add(agent["id"])
-                    cursors[queue["id"]] = agent["id"]
-                    decisions.append(made)
-                    break
-        return decisions
+            if not order:
+                continue
+            first = str(order[0])
+            busy.add(first)
+            cursors[queue["id"]] = first
+            team_by_id = {a["id"]: a for a in team}
+            choices = [team_by_id[str(a)] for a in order]
+            jobs.append(
+                _guarded(
+                    work_id,
+                    lambda kind=kind, work=work, queue=queue, choices=choices: self._offer_one(
+                        ctx, kind, work, queue, choices, busy
+                    ),
+                )
+            )
+        return jobs
+
+    def _offer_one(
+        self,
+        ctx: ActContext,
+        kind: WorkKind,
+        work: dict[str, Any],
+        queue: dict[str, Any],
+        choices: list[dict[str, Any]],
+        claimed: set[str],
+    ) -> list[Any]:
+        for n, agent in enumerate(choices):
+            if n > 0:  # the planned first choice is ours; any other must be claimed
+                with self._claims:
+                    if agent["id"] in claimed:
+                        continue
+                    claimed.add(agent["id"])
+            made = self._make_offer(ctx, kind, work, queue, agent)
+            if made:
+                return [made]
+        return []
 
     def _fallback_due(
         self,
@@ -678,6 +749,9 @@ class Router(ProcessManager):
     ) -> list[Any]:
         apps, tenant, work_id = ctx.apps, work["tenant_id"], work["id"]
         target = fallback.get("queue_id")
+        # Remembered for a while, so that an act before the events come back does not
+        # repeat it (a fallback to voicemail or a message is final: see `fell_back_to`).
+        self._fallen[work_id] = (queue["id"], ctx.now)
         try:
             apps.routing.fell_back(
                 tenant, kind, work_id, UUID(queue["id"]), reason, fallback, ctx.now
@@ -700,9 +774,6 @@ class Router(ProcessManager):
         except DomainError as error:
             log.debug("routing: fallback for %s: %s", work_id, error)
             return []
-        # Remembered for a while, so that an act before the events come back does not
-        # repeat it (a fallback to voicemail or a message is final: see `fell_back_to`).
-        self._fallen[work_id] = (queue["id"], ctx.now)
         return [("fell_back", tenant, work_id, reason.value, fallback["kind"])]
 
     @staticmethod
@@ -810,6 +881,24 @@ class Router(ProcessManager):
             (tenant_id, tenant_id),
         )
         return [dict(r) for r in rows]
+
+
+Job = Callable[[], list[Any]]
+
+
+def _guarded(what: str, job: Job) -> Job:
+    """A job whose domain refusal is logged, not raised: the state it was planned on
+    moved on meanwhile (an agent took a break, a caller hung up), and the next act,
+    which the resulting events trigger, decides again on the new state."""
+
+    def run() -> list[Any]:
+        try:
+            return job()
+        except DomainError as error:
+            log.debug("routing: %s: %s", what, error)
+            return []
+
+    return run
 
 
 def _encode_or_none(value: Any) -> str | None:
