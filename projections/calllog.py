@@ -1,0 +1,546 @@
+"""The call log (AX16): one row per call, what happened on it and how long each part took.
+
+A row follows its call from the first channel to the hang-up and stays: direction,
+hotline, the customer's number, the queues it waited in, the agents who answered it, its
+times (started, offered to a queue, first ring, answered, ended), its durations and its
+recordings (AX10, AX20). Legs and recordings live in tables of their own.
+
+Durations are those of `Call.usage()` (domain.calls), computed from the same facts as the
+events replay them; they are known once the call has ended (None before):
+
+- wait: first offer to a queue until the answer, or the end if nobody answered;
+- ring: first ring of a non-caller leg (supervisors aside) until the answer or the end;
+- talk: from the answer to the end, minus the time the customer was on hold;
+- hold: time on hold; duration: start to end.
+
+Outcome: "in_progress" until the end, then "answered" (someone other than the caller
+answered), "abandoned" (an inbound caller hung up first, CC17), "missed" (an inbound call
+the PBX ended unanswered: closed queue, IVR hang-up, nowhere to overflow) or "no_answer"
+(an outbound or internal call nobody picked up).
+
+Live-update kind (`changed`): "call" (key: call id) for every change of a call's row, its
+legs or its recordings.
+"""
+
+from __future__ import annotations
+
+import builtins
+import sqlite3
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+from domain.call_legs import PartyKind, seconds_between
+from domain.calls import Call
+from projections.readmodel import SqliteReadModel
+
+# msgspec over the stdlib: the lists are re-encoded on each offer and answer of a rebuild.
+_json = msgspec.json.Encoder()
+
+# Call ids are unique across tenants (derived from the tenant and the switch's call id)
+# and later events carry only the id: the id alone is the key. Every query still names
+# the tenant, so no row crosses the wall.
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS calls (
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        call_ref TEXT NOT NULL,
+        direction TEXT NOT NULL,
+        hotline TEXT,
+        customer_number TEXT,
+        origin_leg_id TEXT NOT NULL,
+        queue_id TEXT,
+        queues TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        offered_at TEXT,
+        first_ring_at TEXT,
+        answered_at TEXT,
+        answered_leg_id TEXT,
+        agents TEXT NOT NULL,
+        held_since TEXT,
+        hold_seconds REAL NOT NULL,
+        ended_at TEXT,
+        ended_by_leg_id TEXT,
+        end_cause TEXT,
+        abandoned INTEGER NOT NULL,
+        forced_by TEXT,
+        outcome TEXT NOT NULL,
+        wait_seconds REAL,
+        ring_seconds REAL,
+        talk_seconds REAL,
+        duration_seconds REAL,
+        transfer_count INTEGER NOT NULL,
+        recording_count INTEGER NOT NULL,
+        version INTEGER NOT NULL,
+        updated_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS calls_by_start ON calls (tenant_id, started_at DESC)",
+    """CREATE INDEX IF NOT EXISTS calls_by_outcome
+        ON calls (tenant_id, outcome, started_at DESC)""",
+    """CREATE TABLE IF NOT EXISTS call_legs (
+        call_id TEXT NOT NULL,
+        leg_id TEXT NOT NULL,
+        tenant_id TEXT NOT NULL,
+        party TEXT NOT NULL,
+        endpoint TEXT NOT NULL,
+        address TEXT NOT NULL,
+        user_id TEXT,
+        created_at TEXT NOT NULL,
+        answered_at TEXT,
+        ended_at TEXT,
+        end_cause TEXT,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (call_id, leg_id)
+    )""",
+    # "Calls of agent X": the agent filter starts from the agent's legs.
+    "CREATE INDEX IF NOT EXISTS call_legs_by_user ON call_legs (tenant_id, user_id, call_id)",
+    """CREATE TABLE IF NOT EXISTS call_recordings (
+        call_id TEXT NOT NULL,
+        recording_id TEXT NOT NULL,
+        tenant_id TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        stopped_at TEXT,
+        uri TEXT,
+        duration_seconds REAL,
+        size_bytes INTEGER,
+        metadata TEXT NOT NULL,
+        PRIMARY KEY (call_id, recording_id)
+    )""",
+)
+
+_NON_RINGING = (PartyKind.SUPERVISOR.value,)
+
+
+class CallLogReadModel(SqliteReadModel):
+    """One row per call of a tenant, with its legs and recordings."""
+
+    name = "call_log"
+    upstreams = ("calls",)
+    schema = _SCHEMA
+
+    def handle(self, db: sqlite3.Connection, event: Any) -> None:
+        kind = type(event)
+        if kind is Call.Started:
+            self._started(db, event)
+            return
+        change = _CHANGES.get(kind)
+        if change is None:
+            return
+        call_id = str(event.originator_id)
+        row = db.execute("SELECT * FROM calls WHERE id = ?", (call_id,)).fetchone()
+        if row is None:
+            return  # its Started was never recorded: nothing to attach the change to
+        values = change(self, db, row, event)
+        values["version"] = event.originator_version
+        values["updated_at"] = _iso(event.at)
+        # Column names come from this module's own change functions, never from input.
+        assignments = ", ".join(f"{column} = ?" for column in values)
+        db.execute(f"UPDATE calls SET {assignments} WHERE id = ?", (*values.values(), call_id))
+        self.changed(row["tenant_id"], "call", call_id)
+
+    def _started(self, db: sqlite3.Connection, event: Any) -> None:
+        call_id = str(event.originator_id)
+        at = _iso(event.at)
+        origin = event.legs[0]["leg_id"]
+        # The legs placed with the call other than the caller's ring from the start (an
+        # outbound call's customer).
+        rings = [leg for leg in event.legs[1:] if str(leg["party"]) not in _NON_RINGING]
+        db.execute(
+            "INSERT INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, NULL, '[]', ?, NULL, ?, NULL, NULL, "
+            "'[]', NULL, 0.0, NULL, NULL, NULL, 0, NULL, 'in_progress', NULL, NULL, NULL, NULL, "
+            "0, 0, ?, ?)",
+            (
+                call_id,
+                event.tenant_id,
+                event.call_ref,
+                str(event.direction),
+                event.hotline,
+                event.customer_number,
+                origin,
+                at,
+                at if rings else None,
+                event.originator_version,
+                at,
+            ),
+        )
+        for leg in event.legs:
+            _insert_leg(db, event.tenant_id, call_id, leg, at)
+        self.changed(event.tenant_id, "call", call_id)
+
+    # Each change below takes the row as it is and the event, and returns the columns to
+    # set; those that touch the legs or recordings do so on the way.
+
+    def _offered(self, db: sqlite3.Connection, row: sqlite3.Row, event: Any) -> dict[str, Any]:
+        queue = str(event.queue_id)
+        queues = msgspec.json.decode(row["queues"], type=list[str])
+        return {
+            "queue_id": queue,
+            "queues": _json.encode([*queues, queue]).decode(),
+            "offered_at": row["offered_at"] or _iso(event.at),
+        }
+
+    def _leg_added(self, db: sqlite3.Connection, row: sqlite3.Row, event: Any) -> dict[str, Any]:
+        at = _iso(event.at)
+        values: dict[str, Any] = {}
+        if type(event) is Call.Transferred:
+            _end_leg(db, row["id"], event.from_leg_id, "transferred", at)
+            values.update(_stop_holding(row, at), transfer_count=row["transfer_count"] + 1)
+        leg = _NEW_LEG[type(event)](event)
+        _insert_leg(db, row["tenant_id"], row["id"], leg, at)
+        if str(leg["party"]) not in _NON_RINGING:
+            first = row["first_ring_at"]
+            values["first_ring_at"] = at if first is None else min(first, at)
+        return values
+
+    def _answered(self, db: sqlite3.Connection, row: sqlite3.Row, event: Any) -> dict[str, Any]:
+        at = _iso(event.at)
+        leg = db.execute(
+            "UPDATE call_legs SET answered_at = coalesce(answered_at, ?) "
+            "WHERE call_id = ? AND leg_id = ? RETURNING party, user_id",
+            (at, row["id"], event.leg_id),
+        ).fetchone()
+        values: dict[str, Any] = {}
+        if row["answered_at"] is None and event.leg_id != row["origin_leg_id"]:
+            values.update(answered_at=at, answered_leg_id=event.leg_id)
+        # Every agent who took the call: the first to answer, then transfer targets.
+        if leg is not None and leg["party"] == PartyKind.AGENT.value and leg["user_id"]:
+            agents = msgspec.json.decode(row["agents"], type=list[str])
+            if leg["user_id"] not in agents:
+                values["agents"] = _json.encode([*agents, leg["user_id"]]).decode()
+        return values
+
+    def _leg_left(self, db: sqlite3.Connection, row: sqlite3.Row, event: Any) -> dict[str, Any]:
+        at = _iso(event.at)
+        kind = type(event)
+        if kind is Call.TransferCancelled:
+            _end_leg(db, row["id"], event.consult_leg_id, "transfer_cancelled", at)
+        elif kind is Call.SupervisionEnded:
+            _end_leg(db, row["id"], event.leg_id, "supervision_ended", at)
+        else:
+            _end_leg(db, row["id"], event.leg_id, event.cause, at)
+        return {}
+
+    def _recording_started(
+        self, db: sqlite3.Connection, row: sqlite3.Row, event: Any
+    ) -> dict[str, Any]:
+        inserted = db.execute(
+            "INSERT OR IGNORE INTO call_recordings VALUES (?, ?, ?, ?, NULL, NULL, NULL, NULL, '{}')",
+            (row["id"], event.recording_id, row["tenant_id"], _iso(event.at)),
+        ).rowcount
+        return {"recording_count": row["recording_count"] + inserted}
+
+    def _recording_stopped(
+        self, db: sqlite3.Connection, row: sqlite3.Row, event: Any
+    ) -> dict[str, Any]:
+        db.execute(
+            "UPDATE call_recordings SET stopped_at = coalesce(stopped_at, ?) "
+            "WHERE call_id = ? AND recording_id = ?",
+            (_iso(event.at), row["id"], event.recording_id),
+        )
+        return {}
+
+    def _recording_stored(
+        self, db: sqlite3.Connection, row: sqlite3.Row, event: Any
+    ) -> dict[str, Any]:
+        db.execute(
+            "UPDATE call_recordings SET uri = ?, duration_seconds = ?, size_bytes = ?, "
+            "metadata = ? WHERE call_id = ? AND recording_id = ?",
+            (
+                event.uri,
+                float(event.duration_seconds),
+                int(event.size_bytes),
+                _json.encode(dict(sorted(event.metadata.items()))).decode(),
+                row["id"],
+                event.recording_id,
+            ),
+        )
+        return {}
+
+    def _ended(self, db: sqlite3.Connection, row: sqlite3.Row, event: Any) -> dict[str, Any]:
+        at = _iso(event.at)
+        db.execute(
+            "UPDATE call_legs SET ended_at = ?, end_cause = ? WHERE call_id = ? AND ended_at IS NULL",
+            (at, event.cause, row["id"]),
+        )
+        db.execute(
+            "UPDATE call_recordings SET stopped_at = ? WHERE call_id = ? AND stopped_at IS NULL",
+            (at, row["id"]),
+        )
+        held = _stop_holding(row, at)
+        hold = held.get("hold_seconds", row["hold_seconds"])
+        end = _time(at)
+        answered = _time(row["answered_at"]) if row["answered_at"] else None
+        answer_or_end = answered or end
+        connected = seconds_between(answered, end) if answered else 0.0
+        return {
+            **held,
+            "ended_at": at,
+            "ended_by_leg_id": event.by_leg_id,
+            "end_cause": event.cause,
+            "outcome": _outcome(row),
+            "wait_seconds": _since(row["offered_at"], answer_or_end),
+            "ring_seconds": _since(row["first_ring_at"], answer_or_end),
+            "talk_seconds": max(0.0, connected - hold),
+            "duration_seconds": seconds_between(_time(row["started_at"]), end),
+        }
+
+    # ------------------------------------------------------------------ queries
+    def get(self, tenant_id: str, call_id: str | UUID) -> dict[str, Any] | None:
+        """The call with its legs (in the order they joined) and recordings."""
+        db = self.connect()
+        row = db.execute(
+            "SELECT * FROM calls WHERE tenant_id = ? AND id = ?", (tenant_id, str(call_id))
+        ).fetchone()
+        if row is None:
+            return None
+        legs = db.execute(
+            "SELECT * FROM call_legs WHERE call_id = ? AND tenant_id = ? ORDER BY seq",
+            (row["id"], tenant_id),
+        )
+        recordings = db.execute(
+            "SELECT * FROM call_recordings WHERE call_id = ? AND tenant_id = ? "
+            "ORDER BY started_at, recording_id",
+            (row["id"], tenant_id),
+        )
+        return {
+            **_call(row),
+            "call_ref": row["call_ref"],
+            "ended_by_leg_id": row["ended_by_leg_id"],
+            "end_cause": row["end_cause"],
+            "forced_by": row["forced_by"],
+            "legs": [
+                {
+                    "leg_id": leg["leg_id"],
+                    "party": leg["party"],
+                    "endpoint": leg["endpoint"],
+                    "address": leg["address"],
+                    "user_id": leg["user_id"],
+                    "created_at": leg["created_at"],
+                    "answered_at": leg["answered_at"],
+                    "ended_at": leg["ended_at"],
+                    "end_cause": leg["end_cause"],
+                }
+                for leg in legs
+            ],
+            "recordings": [
+                {
+                    "recording_id": r["recording_id"],
+                    "started_at": r["started_at"],
+                    "stopped_at": r["stopped_at"],
+                    "uri": r["uri"],
+                    "duration_seconds": r["duration_seconds"],
+                    "size_bytes": r["size_bytes"],
+                    "metadata": msgspec.json.decode(r["metadata"]),
+                }
+                for r in recordings
+            ],
+        }
+
+    def list(
+        self,
+        tenant_id: str,
+        *,
+        direction: str | Iterable[str] | None = None,
+        outcome: str | Iterable[str] | None = None,
+        agent_id: str | UUID | None = None,
+        queue_id: str | UUID | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        number: str | None = None,
+        has_recording: bool | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> builtins.list[dict[str, Any]]:
+        """Calls matching every filter given, the most recently started first.
+
+        `agent_id`: calls the agent had a leg on (placed, rang, answered or took over);
+        `queue_id`: calls offered to that queue at any point; `since` (inclusive) and
+        `until` (exclusive): the start time; `number`: part of the customer's number or
+        the hotline.
+        """
+        where = ["c.tenant_id = ?"]
+        params: builtins.list[Any] = [tenant_id]
+        _one_of("c.direction", direction, where, params)
+        _one_of("c.outcome", outcome, where, params)
+        if agent_id is not None:
+            where.append(
+                "EXISTS (SELECT 1 FROM call_legs l WHERE l.tenant_id = c.tenant_id "
+                "AND l.user_id = ? AND l.call_id = c.id AND l.party = 'agent')"
+            )
+            params.append(str(agent_id))
+        if queue_id is not None:
+            where.append("EXISTS (SELECT 1 FROM json_each(c.queues) WHERE value = ?)")
+            params.append(str(queue_id))
+        if since is not None:
+            where.append("c.started_at >= ?")
+            params.append(_iso(since))
+        if until is not None:
+            where.append("c.started_at < ?")
+            params.append(_iso(until))
+        if number:
+            where.append("(c.customer_number LIKE ? ESCAPE '\\' OR c.hotline LIKE ? ESCAPE '\\')")
+            pattern = f"%{_like(number.strip())}%"
+            params.extend((pattern, pattern))
+        if has_recording is not None:
+            where.append("c.recording_count > 0" if has_recording else "c.recording_count = 0")
+        rows = self.connect().execute(
+            f"SELECT c.* FROM calls c WHERE {' AND '.join(where)} "
+            "ORDER BY c.started_at DESC, c.id DESC LIMIT ? OFFSET ?",
+            (*params, limit, offset),
+        )
+        return [_call(r) for r in rows]
+
+
+_Change = Callable[[CallLogReadModel, sqlite3.Connection, sqlite3.Row, Any], dict[str, Any]]
+
+
+def _fields(change: Callable[[sqlite3.Row, Any], dict[str, Any]]) -> _Change:
+    """A change that sets columns of the call's row only."""
+    return lambda model, db, row, event: change(row, event)
+
+
+def _nothing(row: sqlite3.Row, event: Any) -> dict[str, Any]:
+    # Nothing the log shows (IVR steps, mute): the row still follows the call's version.
+    return {}
+
+
+_CHANGES: dict[type, _Change] = {
+    Call.Offered: CallLogReadModel._offered,
+    Call.AgentRang: CallLogReadModel._leg_added,
+    Call.TransferRequested: CallLogReadModel._leg_added,
+    Call.Transferred: CallLogReadModel._leg_added,
+    Call.SupervisionStarted: CallLogReadModel._leg_added,
+    Call.Answered: CallLogReadModel._answered,
+    Call.TransferCancelled: CallLogReadModel._leg_left,
+    Call.SupervisionEnded: CallLogReadModel._leg_left,
+    Call.LegHungUp: CallLogReadModel._leg_left,
+    Call.Held: _fields(lambda r, e: {"held_since": r["held_since"] or _iso(e.at)}),
+    Call.Resumed: _fields(lambda r, e: _stop_holding(r, _iso(e.at))),
+    Call.ConferenceJoined: _fields(lambda r, e: _stop_holding(r, _iso(e.at))),
+    Call.RecordingStarted: CallLogReadModel._recording_started,
+    Call.RecordingStopped: CallLogReadModel._recording_stopped,
+    Call.RecordingStored: CallLogReadModel._recording_stored,
+    Call.Abandoned: _fields(lambda r, e: {"abandoned": 1}),
+    Call.ForceEnded: _fields(lambda r, e: {"forced_by": str(e.supervisor_id)}),
+    Call.Ended: CallLogReadModel._ended,
+    Call.IvrStepTaken: _fields(_nothing),
+    Call.Muted: _fields(_nothing),
+    Call.Unmuted: _fields(_nothing),
+    Call.SupervisionModeChanged: _fields(_nothing),
+}
+
+# The leg an event brings onto the call.
+_NEW_LEG: dict[type, Callable[[Any], dict[str, Any]]] = {
+    Call.AgentRang: lambda e: e.leg,
+    Call.TransferRequested: lambda e: e.consult_leg,
+    Call.Transferred: lambda e: e.to_leg,
+    Call.SupervisionStarted: lambda e: e.leg,
+}
+
+
+def _insert_leg(
+    db: sqlite3.Connection, tenant: str, call_id: str, leg: dict[str, Any], at: str
+) -> None:
+    # OR IGNORE: an attended transfer completes onto the consult leg already there.
+    # `seq` counts the call's legs so far: the order they joined, also within one event.
+    db.execute(
+        "INSERT OR IGNORE INTO call_legs VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, "
+        "(SELECT count(*) FROM call_legs WHERE call_id = ?))",
+        (
+            call_id,
+            leg["leg_id"],
+            tenant,
+            str(leg["party"]),
+            leg["endpoint"],
+            leg["address"],
+            _str(leg["user_id"]),
+            at,
+            call_id,
+        ),
+    )
+
+
+def _end_leg(db: sqlite3.Connection, call_id: str, leg_id: str, cause: str, at: str) -> None:
+    db.execute(
+        "UPDATE call_legs SET ended_at = ?, end_cause = ? "
+        "WHERE call_id = ? AND leg_id = ? AND ended_at IS NULL",
+        (at, cause, call_id, leg_id),
+    )
+
+
+def _stop_holding(row: sqlite3.Row, at: str) -> dict[str, Any]:
+    if row["held_since"] is None:
+        return {}
+    held = seconds_between(_time(row["held_since"]), _time(at))
+    return {"held_since": None, "hold_seconds": row["hold_seconds"] + held}
+
+
+def _outcome(row: sqlite3.Row) -> str:
+    if row["answered_at"] is not None:
+        return "answered"
+    if row["direction"] == "inbound":
+        return "abandoned" if row["abandoned"] else "missed"
+    return "no_answer"
+
+
+def _since(start: str | None, end: datetime) -> float:
+    return 0.0 if start is None else seconds_between(_time(start), end)
+
+
+def _iso(at: datetime) -> str:
+    # UTC with fixed-width microseconds: text order is then time order, so that lists
+    # sort and time ranges compare on the text.
+    return at.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _one_of(
+    column: str, value: str | Iterable[str] | None, where: list[str], params: list[Any]
+) -> None:
+    if value is None:
+        return
+    values = [value] if isinstance(value, str) else [str(v) for v in value]
+    where.append(f"{column} IN ({', '.join('?' * len(values))})")
+    params.extend(values)
+
+
+def _call(row: sqlite3.Row) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "tenant_id": row["tenant_id"],
+        "direction": row["direction"],
+        "hotline": row["hotline"],
+        "customer_number": row["customer_number"],
+        "queue_id": row["queue_id"],
+        "queues": msgspec.json.decode(row["queues"]),
+        "agents": msgspec.json.decode(row["agents"]),
+        "outcome": row["outcome"],
+        "started_at": row["started_at"],
+        "offered_at": row["offered_at"],
+        "answered_at": row["answered_at"],
+        "ended_at": row["ended_at"],
+        "wait_seconds": row["wait_seconds"],
+        "ring_seconds": row["ring_seconds"],
+        "talk_seconds": row["talk_seconds"],
+        "hold_seconds": row["hold_seconds"] if row["ended_at"] else None,
+        "duration_seconds": row["duration_seconds"],
+        "abandoned": bool(row["abandoned"]),
+        "transfer_count": row["transfer_count"],
+        "recording_count": row["recording_count"],
+        "version": row["version"],
+        "updated_at": row["updated_at"],
+    }
