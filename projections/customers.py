@@ -3,25 +3,55 @@
 A merged customer (CT11) leaves the list: its row is dropped, its identities are already
 on the target's row (`Absorbed`), and `customer_merges` says where it went so that a
 link to it can be followed to the survivor.
+
+Search runs on `customer_search_terms`, an index of prefixed terms per customer, rather
+than FTS5: FTS5's shadow tables hold segments whose bytes depend on how writes were
+batched, so `cloudcc projections verify` could not compare a live copy with a rebuild,
+while a plain WITHOUT ROWID table is the same for the same events. Every query term is
+a prefix range scan on the (tenant, term) key. Terms, by their prefix:
+
+- `n:` each word of the name, folded (lower case, accents and đ removed: "Nguyễn" is
+  `n:nguyen`), so "nguyen van" finds "Nguyễn Văn An";
+- `p:` a phone as domain.phones stores it (+84901234567), found by a query in any
+  written form ("0901 234 567", "84901234567") normalised the same way, or its start;
+- `r:` the phone's digits reversed, so the last digits of a number find it ("234567");
+- `e:` an email address, lower case, found by its start;
+- `i:` any other identity (Facebook id, chat visitor id), lower case, found by its start.
+
+A table made before search existed has no terms: rebuild it (`cloudcc projections
+rebuild customers`).
 """
 
 from __future__ import annotations
 
+import re
 import sqlite3
-from collections.abc import Callable
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import msgspec
 
 from domain.customers import Customer
+from domain.phones import InvalidPhoneNumber, normalize_phone_number
 from projections.readmodel import SqliteReadModel
 
 # msgspec over the stdlib: a rebuild encodes identities once per event.
 _json = msgspec.json.Encoder()
 
+# Above every character in UTF-8 (and so in SQLite's BINARY order): `term < prefix + _END`
+# closes a prefix range.
+_END = "\U0010ffff"
+_WORD = re.compile(r"\w+")
+# A query is a phone number when it is only digits and the separators people write.
+_PHONE_QUERY = re.compile(r"\+?[0-9\s().\-/]+")
+_PHONE_QUERY_DIGITS = 3
+# The last digits find a number from this many on: fewer match half the tenant.
+_SUFFIX_DIGITS = 4
+
 
 class CustomersReadModel(SqliteReadModel):
-    """One row per live customer, keyed by tenant; identities as JSON."""
+    """One row per live customer, keyed by tenant; identities as JSON; search terms."""
 
     name = "customers"
     upstreams = ("customers",)
@@ -45,6 +75,16 @@ class CustomersReadModel(SqliteReadModel):
         # without these every update scans the table, and a rebuild goes quadratic.
         "CREATE INDEX IF NOT EXISTS customers_by_id ON customers (id)",
         "CREATE INDEX IF NOT EXISTS customer_merges_by_id ON customer_merges (id)",
+        """CREATE TABLE IF NOT EXISTS customer_search_terms (
+            tenant_id TEXT NOT NULL,
+            term TEXT NOT NULL,
+            customer_id TEXT NOT NULL,
+            PRIMARY KEY (tenant_id, term, customer_id)
+        ) WITHOUT ROWID""",
+        # Re-indexing a customer deletes its terms; a query's second word is checked
+        # per candidate (EXISTS by customer and term range).
+        "CREATE INDEX IF NOT EXISTS customer_search_terms_by_customer "
+        "ON customer_search_terms (customer_id, term)",
     )
 
     def handle(self, db: sqlite3.Connection, event: Any) -> None:
@@ -62,11 +102,13 @@ class CustomersReadModel(SqliteReadModel):
                     at,
                 ),
             )
+            self._write_terms(db, event.tenant_id, cid, event.name, event.identities)
         elif isinstance(event, Customer.Renamed):
             db.execute(
                 "UPDATE customers SET name = ?, version = ?, updated_at = ? WHERE id = ?",
                 (event.name, event.originator_version, at, cid),
             )
+            self._index(db, cid)
         elif isinstance(event, Customer.IdentityAdded):
             self._set_identities(db, event, lambda ids: ids + [[event.kind, event.value]])
         elif isinstance(event, Customer.IdentityRemoved):
@@ -82,11 +124,13 @@ class CustomersReadModel(SqliteReadModel):
         elif isinstance(event, Customer.MergedInto | Customer.Redirected):
             tenant = db.execute("SELECT tenant_id FROM customers WHERE id = ?", (cid,)).fetchone()
             db.execute("DELETE FROM customers WHERE id = ?", (cid,))
+            db.execute("DELETE FROM customer_search_terms WHERE customer_id = ?", (cid,))
             if tenant is not None:
                 db.execute(
                     "INSERT INTO customer_merges VALUES (?, ?, ?)",
                     (tenant[0], cid, str(event.target_id)),
                 )
+                self.changed(tenant[0], "customer", cid)
             else:
                 db.execute(
                     "UPDATE customer_merges SET merged_into = ? WHERE id = ?",
@@ -98,10 +142,10 @@ class CustomersReadModel(SqliteReadModel):
                 "UPDATE customers SET version = ?, updated_at = ? WHERE id = ?",
                 (event.originator_version, event.timestamp.isoformat(), cid),
             )
+            self._note(db, cid)
 
-    @staticmethod
     def _set_identities(
-        db: sqlite3.Connection, event: Any, change: Callable[[list[Any]], list[Any]]
+        self, db: sqlite3.Connection, event: Any, change: Callable[[list[Any]], list[Any]]
     ) -> None:
         cid = str(event.originator_id)
         row = db.execute("SELECT identities FROM customers WHERE id = ?", (cid,)).fetchone()
@@ -114,6 +158,75 @@ class CustomersReadModel(SqliteReadModel):
                 cid,
             ),
         )
+        self._index(db, cid)
+
+    def _index(self, db: sqlite3.Connection, cid: str) -> None:
+        """Write the customer's search terms afresh from its row.
+
+        From the row, not from the event: two identities may give one term (a Facebook
+        id and a chat id alike), so removing one must not drop the other's term.
+        """
+        row = db.execute(
+            "SELECT tenant_id, name, identities FROM customers WHERE id = ?", (cid,)
+        ).fetchone()
+        db.execute("DELETE FROM customer_search_terms WHERE customer_id = ?", (cid,))
+        if row is not None:
+            self._write_terms(db, row[0], cid, row[1], msgspec.json.decode(row[2]))
+
+    def _write_terms(
+        self,
+        db: sqlite3.Connection,
+        tenant: str,
+        cid: str,
+        name: str,
+        identities: Iterable[Iterable[str]],
+    ) -> None:
+        db.executemany(
+            "INSERT INTO customer_search_terms VALUES (?, ?, ?)",
+            [(tenant, term, cid) for term in sorted(set(_terms(name, identities)))],
+        )
+        self.changed(tenant, "customer", cid)
+
+    def _note(self, db: sqlite3.Connection, cid: str) -> None:
+        row = db.execute("SELECT tenant_id FROM customers WHERE id = ?", (cid,)).fetchone()
+        if row is not None:
+            self.changed(row[0], "customer", cid)
+
+    def search(self, tenant_id: str, text: str, limit: int = 50) -> list[dict[str, Any]]:
+        """Live customers of the tenant whose name, phone, email or other identity
+        matches `text`, by name (see the module docstring for what matches what)."""
+        words, prefixes = _query(text)
+        hits: list[str] = []
+        params: list[Any] = []
+        if words:
+            # The longest word drives the scan: it is likely the most selective.
+            first, *rest = sorted(words, key=lambda w: (-len(w), w))
+            also = (
+                " AND EXISTS (SELECT 1 FROM customer_search_terms t "
+                "WHERE t.customer_id = t0.customer_id AND t.term >= ? AND t.term < ?)"
+            )
+            hits.append(
+                "SELECT t0.customer_id FROM customer_search_terms t0 "
+                "WHERE t0.tenant_id = ? AND t0.term >= ? AND t0.term < ?" + also * len(rest)
+            )
+            params += [tenant_id, *_range("n:" + first)]
+            for word in rest:
+                params += _range("n:" + word)
+        for prefix in prefixes:
+            hits.append(
+                "SELECT customer_id FROM customer_search_terms "
+                "WHERE tenant_id = ? AND term >= ? AND term < ?"
+            )
+            params += [tenant_id, *_range(prefix)]
+        if not hits:
+            return []
+        rows = self.connect().execute(
+            f"WITH hits(customer_id) AS ({' UNION '.join(hits)}) "
+            "SELECT c.* FROM hits JOIN customers c ON c.id = hits.customer_id "
+            "WHERE c.tenant_id = ? ORDER BY c.name, c.id LIMIT ?",
+            (*params, tenant_id, limit),
+        )
+        return [_customer(r) for r in rows]
 
     def merged_into(self, tenant_id: str, customer_id: str) -> str | None:
         """The survivor a merged customer's id leads to, or None if it was not merged."""
@@ -142,6 +255,58 @@ class CustomersReadModel(SqliteReadModel):
             "SELECT * FROM customers WHERE tenant_id = ? ORDER BY name LIMIT ?", (tenant_id, limit)
         )
         return [_customer(r) for r in rows]
+
+
+def fold(text: str) -> str:
+    """Lower case without accents: what names are indexed and searched as.
+
+    đ is a letter of its own in Unicode, not d with a mark, so it is mapped by hand.
+    """
+    decomposed = unicodedata.normalize("NFKD", text.replace("đ", "d").replace("Đ", "D"))
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+def _terms(name: str, identities: Iterable[Iterable[str]]) -> Iterator[str]:
+    for word in _WORD.findall(fold(name)):
+        yield "n:" + word
+    for kind, value in identities:
+        if kind == "phone":
+            yield "p:" + value
+            digits = "".join(c for c in value if c.isdigit())
+            yield "r:" + digits[::-1]
+        elif kind == "email":
+            yield "e:" + value.lower()
+        else:
+            yield "i:" + value.lower()
+
+
+def _query(text: str) -> tuple[list[str], set[str]]:
+    """(name words that must all match, term prefixes of which any may match)."""
+    text = text.strip()
+    if not text:
+        return [], set()
+    digits = "".join(c for c in text if c.isdigit())
+    if _PHONE_QUERY.fullmatch(text) and len(digits) >= _PHONE_QUERY_DIGITS:
+        prefixes = {"i:" + digits}  # Facebook ids are numbers too
+        try:
+            prefixes.add("p:" + normalize_phone_number(text))
+        except InvalidPhoneNumber:
+            pass
+        if not digits.startswith("0") and not text.startswith("+"):
+            # The start of a number written with its country code but no plus ("8490"),
+            # too short for normalisation to recognise.
+            prefixes.add("p:+" + digits)
+        if len(digits) >= _SUFFIX_DIGITS:
+            prefixes.add("r:" + digits[::-1])
+        return [], prefixes
+    prefixes = set()
+    if not any(c.isspace() for c in text):
+        prefixes |= {"e:" + text.lower(), "i:" + text.lower()}
+    return _WORD.findall(fold(text)), prefixes
+
+
+def _range(prefix: str) -> tuple[str, str]:
+    return prefix, prefix + _END
 
 
 def _customer(row: sqlite3.Row) -> dict[str, Any]:
