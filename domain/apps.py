@@ -23,6 +23,7 @@ from domain.ivr import IvrFlows
 from domain.queues import Queues
 from domain.routing import RoutingDecisions
 from domain.sla import SlaPolicies
+from domain.sla_clocks import SlaClocks
 from domain.templates import ReplyTemplates
 from domain.tenants import Tenants
 from domain.tickets import Tickets
@@ -40,6 +41,7 @@ class DomainApps:
     routing: RoutingDecisions
     ivr: IvrFlows
     sla: SlaPolicies
+    sla_clocks: SlaClocks
     templates: ReplyTemplates
     campaigns: Campaigns
 
@@ -79,6 +81,7 @@ _CLASSES: dict[str, type[TenantApplication]] = {
     "routing": RoutingDecisions,
     "ivr": IvrFlows,
     "sla": SlaPolicies,
+    "sla_clocks": SlaClocks,
     "templates": ReplyTemplates,
     "campaigns": Campaigns,
 }

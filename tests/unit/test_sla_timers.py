@@ -1,0 +1,429 @@
+"""SLA timers across business hours, holidays and a restart.
+
+In-memory applications and explicit times: `Harness.wall` is the time every event is
+recorded at (eventsourcing stamps events with it) and `Harness.act(now)` catches the
+manager up with the event log, as the live runner does, then acts at `now`.
+
+The office is open Monday to Friday, 08:00-17:00 in Saigon; 2025-03-28 is a Friday. The
+standard policy promises a first response in 4 business hours and a resolution in 16,
+warning at 75%.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4
+from zoneinfo import ZoneInfo
+
+import eventsourcing.domain
+import pytest
+
+from domain.calendars import BusinessCalendar, Holiday, OpeningHours, Weekday
+from domain.conversations import Conversations
+from domain.sla import SlaPolicies
+from domain.sla_clocks import SlaClock, SlaClocks
+from domain.tenants import Tenants
+from domain.tickets import Tickets
+from domain.vocabulary import Channel, Package, Priority
+from projections.process import ActContext
+from projections.rebuild import compare
+from projections.replay import catch_up
+from projections.sla_timers import SlaDecision, SlaTimers
+
+TENANT, OTHER = "acme", "globex"
+SAIGON = ZoneInfo("Asia/Ho_Chi_Minh")
+BERLIN = ZoneInfo("Europe/Berlin")
+HOUR = 3600
+AGENT, CUSTOMER = uuid4(), uuid4()
+
+
+def saigon(day: int, hour: int, minute: int = 0) -> datetime:
+    """A time in late March 2025 in Saigon (28 is a Friday, 31 a Monday, 32 = April 1)."""
+    return datetime(2025, 3, 1, hour, minute, tzinfo=SAIGON) + timedelta(days=day - 1)
+
+
+FRI, SAT, MON, TUE, WED = 28, 29, 31, 32, 33
+
+
+def office(zone: str = "Asia/Ho_Chi_Minh", holidays: tuple[date, ...] = ()) -> BusinessCalendar:
+    return BusinessCalendar(
+        time_zone=zone,
+        hours=tuple(OpeningHours(day=d, start=time(8), end=time(17)) for d in list(Weekday)[:5]),
+        holidays=tuple(Holiday(day=d) for d in holidays),
+    )
+
+
+class Harness:
+    """The applications the manager follows, one manager, and the wall clock."""
+
+    def __init__(self, path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.wall = saigon(FRI, 8)
+        # Events are stamped by eventsourcing with the time they are recorded: ours.
+        monkeypatch.setattr(eventsourcing.domain, "datetime_now_with_tzinfo", lambda: self.wall)
+        self.tenants = Tenants()
+        self.policies = SlaPolicies()
+        self.tickets = Tickets()
+        self.conversations = Conversations()
+        self.clocks = SlaClocks()
+        self.apps: dict[str, Any] = {
+            str(a.name): a
+            for a in (self.tenants, self.policies, self.tickets, self.conversations, self.clocks)
+        }
+        self.path = path
+        self.timers = SlaTimers(path)
+        self.policy = self.setup(TENANT, "0912345678")
+
+    def setup(self, tenant: str, hotline: str, calendar: BusinessCalendar | None = None) -> UUID:
+        self.tenants.register(tenant, tenant.title(), Package.CONTACT_CENTER, [hotline])
+        self.tenants.define_calendar(tenant, "office", calendar or office())
+        policy = self.policies.create(tenant, "Standard", 4 * HOUR, 16 * HOUR)
+        self.policies.set_calendar(tenant, policy, "office")
+        self.policies.set_warning_ratio(tenant, policy, 0.75)
+        return policy
+
+    def at(self, when: datetime) -> Harness:
+        self.wall = when
+        return self
+
+    def raise_ticket(
+        self, when: datetime, tenant: str = TENANT, policy: UUID | None = None, **kw: Any
+    ) -> UUID:
+        self.wall = when
+        policy = policy or self.policy
+        return self.tickets.raise_ticket(
+            tenant, "Cước tháng 3 sai", kind="complaint", sla_policy_id=policy, **kw
+        )
+
+    def reply(self, when: datetime, ticket: UUID, public: bool = True) -> None:
+        self.at(when).tickets.comment(TENANT, ticket, AGENT, "Chúng tôi đang kiểm tra", public)
+
+    def act(self, now: datetime, *, catch: bool = True) -> list[SlaDecision]:
+        if catch:
+            catch_up(self.timers, self.apps)
+        self.wall = now
+        return self.timers.act(ActContext(apps=self.apps, now=now))
+
+    def restart(self) -> None:
+        self.timers.connect().close()
+        self.timers = SlaTimers(self.path)
+
+    def state(self, ticket: UUID, tenant: str = TENANT) -> dict[str, dict[str, Any]]:
+        catch_up(self.timers, self.apps)
+        return self.timers.state(tenant, ticket)
+
+    def due(self, ticket: UUID, metric: str = "first_response") -> datetime:
+        return datetime.fromisoformat(self.state(ticket)[metric]["due_at"])
+
+    def recorded(self, event: type[Any]) -> list[Any]:
+        """Every clock event of this type in the log, in order."""
+        found = []
+        for n in self.clocks.recorder.select_notifications(1, 10_000):
+            e = self.clocks.mapper.to_domain_event(n)
+            if isinstance(e, event):
+                found.append(e)
+        return found
+
+
+@pytest.fixture
+def h(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
+    harness = Harness(tmp_path / "sla_timers.sqlite", monkeypatch)
+    yield harness
+    harness.timers.connect().close()
+
+
+def kinds(decisions: list[SlaDecision]) -> Counter[tuple[str, str]]:
+    return Counter((d.metric, d.event) for d in decisions)
+
+
+# Starting, and due times on business hours
+
+
+def test_a_ticket_raised_friday_afternoon_is_due_monday_morning(h: Harness) -> None:
+    ticket = h.raise_ticket(saigon(FRI, 16, 30))
+    decisions = h.act(saigon(FRI, 16, 31))
+    assert kinds(decisions) == {("first_response", "Started"): 1, ("resolution", "Started"): 1}
+    state = h.state(ticket)
+    assert h.due(ticket) == saigon(MON, 11, 30)
+    # 16 business hours: Friday's half hour, Monday's nine, then Tuesday until 14:30.
+    assert h.due(ticket, "resolution") == saigon(TUE, 14, 30)
+    assert state["first_response"]["status"] == "running"
+    assert h.act(saigon(FRI, 16, 32)) == []
+    assert h.timers.next_due() == saigon(MON, 10, 30)  # the first warning
+
+
+def test_a_holiday_in_between_shifts_the_deadline(h: Harness) -> None:
+    h.tenants.define_calendar(TENANT, "office", office(holidays=(date(2025, 3, 31),)))
+    ticket = h.raise_ticket(saigon(FRI, 16, 30))
+    h.act(saigon(FRI, 16, 31))
+    assert h.due(ticket) == saigon(TUE, 11, 30)
+
+
+def test_a_dst_change_keeps_the_deadline_in_office_hours(h: Harness) -> None:
+    policy = h.setup(OTHER, "0912345679", office("Europe/Berlin"))
+    friday = datetime(2025, 3, 28, 16, 30, tzinfo=BERLIN)  # Berlin springs forward on Sunday
+    ticket = h.raise_ticket(friday, OTHER, policy)
+    h.act(friday + timedelta(minutes=1))
+    due = datetime.fromisoformat(h.state(ticket, OTHER)["first_response"]["due_at"])
+    assert due == datetime(2025, 3, 31, 9, 30, tzinfo=UTC)  # 11:30 in Berlin, now UTC+2
+
+
+def test_targets_follow_priority_and_the_channel_the_ticket_came_from(h: Harness) -> None:
+    h.policies.set_targets(TENANT, h.policy, Priority.URGENT, None, HOUR, 8 * HOUR)
+    h.policies.set_targets(TENANT, h.policy, None, Channel.CHAT, 2 * HOUR, 8 * HOUR)
+    h.policies.set_targets(TENANT, h.policy, None, Channel.CALL, 1800, 8 * HOUR)
+    chat = h.conversations.start(TENANT, Channel.CHAT, CUSTOMER, at=saigon(MON, 8))
+    urgent = h.raise_ticket(saigon(MON, 9), priority=Priority.URGENT)
+    from_chat = h.raise_ticket(saigon(MON, 9), conversation_ids=[chat])
+    plain = h.raise_ticket(saigon(MON, 9))
+    h.act(saigon(MON, 9, 1))
+    assert h.due(urgent) == saigon(MON, 10)
+    assert h.due(from_chat) == saigon(MON, 11)
+    assert h.due(plain) == saigon(MON, 13)  # no channel: no channel's row, the default
+
+
+# Warnings, responses and resolutions
+
+
+def test_the_warning_comes_at_the_warning_ratio(h: Harness) -> None:
+    ticket = h.raise_ticket(saigon(FRI, 16, 30))
+    h.act(saigon(FRI, 16, 31))
+    assert h.act(saigon(MON, 10, 29)) == []
+    decisions = h.act(saigon(MON, 10, 31))
+    assert kinds(decisions) == {("first_response", "Warned"): 1}
+    [warned] = h.recorded(SlaClock.Warned)
+    assert (warned.due, warned.at) == (saigon(MON, 10, 30), saigon(MON, 10, 31))
+    assert h.state(ticket)["first_response"]["status"] == "warned"
+    assert h.act(saigon(MON, 10, 45)) == []
+    assert h.timers.next_due() == saigon(MON, 11, 30)
+
+
+def test_the_first_public_reply_meets_the_first_response_clock(h: Harness) -> None:
+    ticket = h.raise_ticket(saigon(MON, 9))
+    h.act(saigon(MON, 9))
+    h.reply(saigon(MON, 9, 30), ticket, public=False)
+    assert h.act(saigon(MON, 9, 31)) == []  # an internal note is no reply
+    h.reply(saigon(MON, 10), ticket)
+    assert kinds(h.act(saigon(MON, 10, 1))) == {("first_response", "Met"): 1}
+    state = h.state(ticket)
+    assert state["first_response"]["status"] == "met"
+    assert state["first_response"]["ended_at"] == "2025-03-31T03:00:00.000000Z"
+    assert state["resolution"]["status"] == "running"
+    assert {d.metric for d in h.act(saigon(WED, 12))} == {"resolution"}
+
+
+def test_resolving_meets_the_resolution_clock_and_stops_an_unanswered_one(h: Harness) -> None:
+    ticket = h.raise_ticket(saigon(MON, 9))
+    h.act(saigon(MON, 9))
+    h.at(saigon(MON, 10)).tickets.change_status(TENANT, ticket, "resolved")
+    assert kinds(h.act(saigon(MON, 10, 1))) == {
+        ("first_response", "Stopped"): 1,
+        ("resolution", "Met"): 1,
+    }
+    h.at(saigon(MON, 11)).tickets.change_status(TENANT, ticket, "open")  # reopened
+    assert h.act(saigon(WED, 12)) == []
+    state = h.state(ticket)
+    assert (state["first_response"]["status"], state["resolution"]["status"]) == ("stopped", "met")
+
+
+def test_facts_met_while_down_are_applied_in_order_and_end_at_the_outcome(h: Harness) -> None:
+    ticket = h.raise_ticket(saigon(MON, 9))
+    h.act(saigon(MON, 9))
+    h.restart()
+    h.reply(saigon(MON, 9, 30), ticket)
+    h.at(saigon(MON, 10)).tickets.change_status(TENANT, ticket, "resolved")
+    h.at(saigon(MON, 10, 30)).tickets.change_status(TENANT, ticket, "open")
+    h.at(saigon(MON, 11)).tickets.change_status(TENANT, ticket, "pending")
+    h.restart()
+    # The reply came first: the first response was met, not stopped by the resolution;
+    # the pause after the reopening concerns neither clock any more.
+    assert kinds(h.act(saigon(MON, 12))) == {("first_response", "Met"): 1, ("resolution", "Met"): 1}
+    [first, resolved] = sorted(h.recorded(SlaClock.Met), key=lambda e: e.at)
+    assert (first.at, resolved.at) == (saigon(MON, 9, 30), saigon(MON, 10))
+
+
+def test_pending_pauses_both_clocks_and_open_resumes_them(h: Harness) -> None:
+    ticket = h.raise_ticket(saigon(FRI, 16, 30))
+    h.act(saigon(FRI, 16, 31))
+    h.at(saigon(MON, 9)).tickets.change_status(TENANT, ticket, "pending")
+    assert kinds(h.act(saigon(MON, 9, 1))) == {
+        ("first_response", "Paused"): 1,
+        ("resolution", "Paused"): 1,
+    }
+    state = h.state(ticket)["first_response"]
+    assert (state["status"], state["due_at"], state["remaining_seconds"]) == (
+        "paused",
+        None,
+        2.5 * HOUR,
+    )
+    assert h.act(saigon(TUE, 12)) == []  # nothing falls due while waiting on the customer
+    h.at(saigon(TUE, 13)).tickets.change_status(TENANT, ticket, "open")
+    assert kinds(h.act(saigon(TUE, 13))) == {
+        ("first_response", "Resumed"): 1,
+        ("resolution", "Resumed"): 1,
+    }
+    assert h.due(ticket) == saigon(TUE, 15, 30)
+
+
+def test_a_priority_change_retargets_the_running_clocks(h: Harness) -> None:
+    h.policies.set_targets(TENANT, h.policy, Priority.URGENT, None, HOUR, 8 * HOUR)
+    ticket = h.raise_ticket(saigon(MON, 9))
+    h.act(saigon(MON, 9))
+    h.at(saigon(MON, 9, 30)).tickets.change_priority(TENANT, ticket, Priority.URGENT)
+    decisions = h.act(saigon(MON, 9, 31))
+    assert kinds(decisions) == {
+        ("first_response", "Retargeted"): 1,
+        ("resolution", "Retargeted"): 1,
+    }
+    assert h.due(ticket) == saigon(MON, 10)
+    assert h.act(saigon(MON, 9, 32)) == []
+
+
+def test_a_change_noticed_late_applies_from_when_it_was_made(h: Harness) -> None:
+    h.policies.set_targets(TENANT, h.policy, Priority.LOW, None, 8 * HOUR, 16 * HOUR)
+    ticket = h.raise_ticket(saigon(MON, 8))  # first response due 12:00, warned at 11:00
+    h.act(saigon(MON, 8))
+    h.restart()  # down from 08:00 to 14:00
+    h.at(saigon(MON, 11, 30)).tickets.change_priority(TENANT, ticket, Priority.LOW)
+    h.at(saigon(MON, 12, 30)).tickets.change_status(TENANT, ticket, "pending")
+    h.at(saigon(MON, 13)).tickets.change_status(TENANT, ticket, "open")
+    h.restart()
+    events = [d.event for d in h.act(saigon(MON, 14)) if d.metric == "first_response"]
+    # Warned under the old terms (due 11:00); by 12:00 the target was 8 hours: no breach.
+    assert events == ["Warned", "Retargeted", "Paused", "Resumed"]
+    assert h.due(ticket) == saigon(MON, 16, 30)  # 8 hours from 08:00, less half an hour
+
+
+def test_a_holiday_added_later_moves_running_deadlines(h: Harness) -> None:
+    ticket = h.raise_ticket(saigon(FRI, 16, 30))
+    h.act(saigon(FRI, 16, 31))
+    h.at(saigon(SAT, 10)).tenants.define_calendar(
+        TENANT, "office", office(holidays=(date(2025, 3, 31),))
+    )
+    assert kinds(h.act(saigon(SAT, 10))) == {
+        ("first_response", "Retargeted"): 1,
+        ("resolution", "Retargeted"): 1,
+    }
+    assert h.due(ticket) == saigon(TUE, 11, 30)
+
+
+def test_a_calendar_change_does_not_undo_what_fell_due_before_it(h: Harness) -> None:
+    ticket = h.raise_ticket(saigon(FRI, 16, 30))
+    h.act(saigon(FRI, 16, 31))
+    h.restart()
+    # Monday is made a holiday at noon, after the 11:30 deadline, while the manager is down.
+    h.at(saigon(MON, 12)).tenants.define_calendar(
+        TENANT, "office", office(holidays=(date(2025, 3, 31),))
+    )
+    h.restart()
+    events = [d.event for d in h.act(saigon(MON, 13)) if d.metric == "first_response"]
+    assert events == ["Warned", "Breached", "Retargeted"]
+    [breached] = h.recorded(SlaClock.Breached)
+    assert breached.due == saigon(MON, 11, 30)
+    assert h.state(ticket)["first_response"]["status"] == "breached"
+    # 4.5 hours were counted by Monday noon, the 11.5 left count from Tuesday 08:00.
+    assert h.due(ticket, "resolution") == saigon(WED, 10, 30)
+
+
+def test_renaming_a_policy_retargets_nothing(h: Harness) -> None:
+    h.raise_ticket(saigon(MON, 9))
+    h.act(saigon(MON, 9))
+    h.policies.rename(TENANT, h.policy, "Standard (2025)")
+    assert h.act(saigon(MON, 9, 1)) == []
+
+
+def test_removing_the_policy_stops_the_clocks(h: Harness) -> None:
+    ticket = h.raise_ticket(saigon(MON, 9))
+    h.act(saigon(MON, 9))
+    h.at(saigon(MON, 10)).tickets.set_sla_policy(TENANT, ticket, None)
+    assert kinds(h.act(saigon(MON, 10))) == {
+        ("first_response", "Stopped"): 1,
+        ("resolution", "Stopped"): 1,
+    }
+    assert h.act(saigon(WED, 12)) == []
+
+
+# Restart and rebuild
+
+
+def test_after_a_restart_everything_that_fell_due_fires_once(h: Harness) -> None:
+    late = h.raise_ticket(saigon(FRI, 16, 30))
+    assert len(h.act(saigon(FRI, 16, 31))) == 2
+    h.restart()  # down from Friday evening to Wednesday noon, while work went on
+    unseen = h.raise_ticket(saigon(MON, 8))
+    answered = h.raise_ticket(saigon(MON, 8))
+    h.reply(saigon(MON, 9), answered)
+    replied_late = h.raise_ticket(saigon(MON, 8))
+    h.reply(saigon(MON, 13), replied_late)
+    h.restart()
+    back = saigon(WED, 12)
+    decisions = h.act(back)
+
+    per_ticket = Counter((d.subject_id, d.metric, d.event) for d in decisions)
+    assert set(per_ticket.values()) == {1}  # each fired exactly once
+    for ticket in (late, unseen, answered, replied_late):
+        assert per_ticket[ticket, "resolution", "Breached"] == 1
+    assert per_ticket[late, "first_response", "Breached"] == 1
+    assert per_ticket[unseen, "first_response", "Breached"] == 1
+    assert per_ticket[answered, "first_response", "Met"] == 1
+    assert per_ticket[answered, "first_response", "Warned"] == 0
+    assert per_ticket[replied_late, "first_response", "Met"] == 1
+    assert per_ticket[replied_late, "first_response", "Breached"] == 1
+    assert len(decisions) == 6 + 2 * 7 + 2  # 6 starts; 7 clocks warned and breached; 2 met
+
+    due = {(e.originator_id, e.due) for e in h.recorded(SlaClock.Breached)}
+    assert all(e.at == back for e in h.recorded(SlaClock.Breached))
+    first = {t: SlaClock.create_id(TENANT, "ticket", t, "first_response") for t in (late, unseen)}
+    assert (first[late], saigon(MON, 11, 30)) in due
+    assert (first[unseen], saigon(MON, 12)) in due
+    [met_late] = [e for e in h.recorded(SlaClock.Met) if e.at == saigon(MON, 13)]
+    assert met_late.used_seconds == 5 * HOUR
+
+    # The events are not back yet: nothing fires twice. Nor once they are.
+    assert h.act(back, catch=False) == []
+    assert h.act(back) == []
+    assert h.act(back + timedelta(hours=1)) == []
+    assert len(h.recorded(SlaClock.Breached)) == 7
+    assert h.timers.next_due() is None
+
+    rebuilt = SlaTimers(h.path.with_name("rebuilt.sqlite"))
+    catch_up(rebuilt, h.apps)
+    assert compare(h.timers.connect(), rebuilt.connect()) == []
+    rebuilt.connect().close()
+
+
+def test_a_rebuild_interleaving_streams_differently_gives_the_same_tables(h: Harness) -> None:
+    ticket = h.raise_ticket(saigon(FRI, 16, 30))
+    h.act(saigon(FRI, 16, 31))
+    h.at(saigon(MON, 9)).tickets.change_status(TENANT, ticket, "pending")
+    h.act(saigon(MON, 9))
+    h.tenants.define_calendar(TENANT, "office", office(holidays=(date(2025, 4, 1),)))
+    h.at(saigon(MON, 10)).tickets.change_status(TENANT, ticket, "open")
+    h.act(saigon(MON, 10))
+    catch_up(h.timers, h.apps)
+    rebuilt = SlaTimers(h.path.with_name("rebuilt.sqlite"))
+    # The clocks' stream first, then the others in reverse: another interleaving.
+    reordered = {n: h.apps[n] for n in reversed(SlaTimers.upstreams)}
+    catch_up(rebuilt, reordered)
+    assert compare(h.timers.connect(), rebuilt.connect()) == []
+    assert rebuilt.state(TENANT, ticket) == h.timers.state(TENANT, ticket)
+    rebuilt.connect().close()
+
+
+# Tenant walls
+
+
+def test_tenant_walls(h: Harness) -> None:
+    h.setup(OTHER, "0912345679")
+    ours = h.raise_ticket(saigon(MON, 9))
+    # A ticket of another tenant naming our policy gets no clock: the policy is not theirs.
+    theirs = h.raise_ticket(saigon(MON, 9), OTHER, h.policy)
+    decisions = h.act(saigon(MON, 9, 1))
+    assert {d.tenant_id for d in decisions} == {TENANT}
+    assert {d.subject_id for d in decisions} == {ours}
+    assert h.state(theirs, OTHER) == {}
+    assert h.state(ours, OTHER) == {}
+    assert set(h.state(ours)) == {"first_response", "resolution"}
