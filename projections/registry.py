@@ -15,9 +15,16 @@ from typing import Any, Generic, TypeVar
 from eventsourcing.application import Application
 
 from domain.apps import APP_CLASSES
+from projections.boards import AgentBoardReadModel, QueueBoardReadModel
+from projections.calllog import CallLogReadModel
+from projections.campaign_runner import CampaignRunner
 from projections.customers import CustomersReadModel
+from projections.inbox import InboxReadModel
 from projections.readmodel import SqliteReadModel
 from projections.routing import Router
+from projections.sla_timers import SlaTimers
+from projections.tickets import TicketsReadModel
+from projections.timeline import TimelineReadModel
 
 READMODELS_DIR = "readmodels"
 M = TypeVar("M", bound=SqliteReadModel, covariant=True)
@@ -55,8 +62,29 @@ class ReadModelSpec(Generic[M]):
 
 # Typed on their own so that deploy.services gets each read model's own class back.
 CUSTOMERS = ReadModelSpec(CustomersReadModel)
+INBOX = ReadModelSpec(InboxReadModel)
+TICKETS = ReadModelSpec(TicketsReadModel)
+CALL_LOG = ReadModelSpec(CallLogReadModel)
+TIMELINE = ReadModelSpec(TimelineReadModel)
+AGENT_BOARD = ReadModelSpec(AgentBoardReadModel)
+QUEUE_BOARD = ReadModelSpec(QueueBoardReadModel)
+# Process managers: read models that act (projections.process).
 ROUTING = ReadModelSpec(Router)
+SLA_TIMERS = ReadModelSpec(SlaTimers)
+CAMPAIGN_RUNNER = ReadModelSpec(CampaignRunner)
 
 READMODELS: dict[str, ReadModelSpec[SqliteReadModel]] = {
-    spec.name: spec for spec in (CUSTOMERS, ROUTING)
+    spec.name: spec
+    for spec in (
+        CUSTOMERS,
+        INBOX,
+        TICKETS,
+        CALL_LOG,
+        TIMELINE,
+        AGENT_BOARD,
+        QUEUE_BOARD,
+        ROUTING,
+        SLA_TIMERS,
+        CAMPAIGN_RUNNER,
+    )
 }

@@ -665,14 +665,8 @@ class Router(ProcessManager):
             cursors[queue["id"]] = first
             team_by_id = {a["id"]: a for a in team}
             choices = [team_by_id[str(a)] for a in order]
-            jobs.append(
-                _guarded(
-                    work_id,
-                    lambda kind=kind, work=work, queue=queue, choices=choices: self._offer_one(
-                        ctx, kind, work, queue, choices, busy
-                    ),
-                )
-            )
+            offer = partial(self._offer_one, ctx, kind, work, queue, choices, busy)
+            jobs.append(_guarded(work_id, offer))
         return jobs
 
     def _offer_one(
