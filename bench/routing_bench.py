@@ -172,6 +172,7 @@ async def run(args: argparse.Namespace, data: Path) -> dict[str, Any]:
 
         watcher = asyncio.create_task(watch())
         started = time.perf_counter()
+        cpu_started = time.process_time()
         for i in range(total):
             # Open-loop arrivals at a steady rate: a slow router does not slow the callers.
             delay = started + i / args.rate - time.perf_counter()
@@ -187,6 +188,7 @@ async def run(args: argparse.Namespace, data: Path) -> dict[str, Any]:
         while tasks and time.perf_counter() < deadline:
             await asyncio.sleep(0.1)
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
         watcher.cancel()
     finally:
         if service is not None:
@@ -209,6 +211,9 @@ async def run(args: argparse.Namespace, data: Path) -> dict[str, Any]:
         "first_errors": errors[:3],
         "seconds": round(elapsed, 1),
         "max_projection_lag_events": max(lags, default=0),
+        # Over 1.0 means more than one core's worth: the GIL makes that a queue.
+        "process_cpu_per_wall_s": round(cpu / elapsed, 2),
+        "cpu_ms_per_call": round(cpu * 1000 / max(total, 1), 1),
         "routing_p50_ms": round(statistics.median(ms), 2) if ms else None,
         "routing_p99_ms": round(p99, 2),
         "routing_max_ms": round(max(ms), 2) if ms else None,

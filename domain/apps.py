@@ -29,6 +29,9 @@ from domain.tenants import Tenants
 from domain.tickets import Tickets
 
 
+AGGREGATE_CACHE_MAXSIZE = "AGGREGATE_CACHE_MAXSIZE"
+
+
 @dataclass(frozen=True)
 class DomainApps:
     tenants: Tenants
@@ -47,11 +50,14 @@ class DomainApps:
 
     @classmethod
     def build(cls, env: Mapping[str, str] | None = None) -> DomainApps:
+        # Aggregates stay cached between commands (agents take several a call); each
+        # get still fast-forwards from the store, so another process's writes are seen.
+        settings = {AGGREGATE_CACHE_MAXSIZE: "10000", **(env or {})}
         built: dict[str, Any] = {}
         try:
             for f in fields(cls):
                 app_class = _CLASSES[f.name]
-                built[f.name] = app_class(env=dict(env) if env is not None else None)
+                built[f.name] = app_class(env=settings)
         except BaseException:
             for app in built.values():
                 app.close()

@@ -262,7 +262,14 @@ class JetStreamStore:
             if gt is not None and env.originator_version <= gt:
                 return []
             return [self._stored_event(env)]
-        stored = await self._scan(self.layout.aggregate_filter(token))
+        start = 1
+        known = self._tails.get(token)
+        if gt is not None and known is not None and known.version == gt:
+            # A cached aggregate catching up (eventsourcing's fast-forward): what came
+            # after the version it has lies after that version's message; scanning from
+            # there reads nothing but what is new, not the aggregate's whole history.
+            start = known.seq + 1
+        stored = await self._scan(self.layout.aggregate_filter(token), start)
         events = [self._decode(s) for s in stored]
         if stored:
             self._remember(

@@ -603,8 +603,18 @@ class Router(ProcessManager):
         ringing_for = {a["work_id"] for a in agents if a["presence"] == Presence.RINGING}
         busy = set(self._inflight_agents)
         by_tenant: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        # Who could take work now, per tenant, built once per act: route() only ever
+        # picks AVAILABLE agents, and under load the waiting list is long.
+        free: dict[str, list[tuple[dict[str, Any], Candidate]]] = defaultdict(list)
         for agent in agents:
             by_tenant[agent["tenant_id"]].append(agent)
+            if (
+                agent["presence"] == Presence.AVAILABLE
+                and agent["takes_calls"]
+                and agent["endpoints"] != "[]"
+                and agent["id"] not in busy
+            ):
+                free[agent["tenant_id"]].append((agent, _candidate(agent)))
         waiting: list[tuple[str, WorkKind, dict[str, Any]]] = []
         for call in calls.values():
             if call["queue_id"] and not call["answered_by"] and not call["ended_at"]:
@@ -632,11 +642,7 @@ class Router(ProcessManager):
                 fall_back = partial(self._fall_back, ctx, kind, work, queue, *fallback)
                 jobs.append(_guarded(work_id, fall_back))
                 continue
-            candidates = [
-                _candidate(a)
-                for a in team
-                if a["takes_calls"] and a["id"] not in busy and a["endpoints"] != "[]"
-            ]
+            candidates = [c for a, c in free.get(tenant, ()) if a["id"] not in busy]
             if not candidates:
                 continue
             rules = _rules(queue)

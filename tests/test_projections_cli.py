@@ -119,11 +119,12 @@ def data(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pa
                 killed_at = seen
                 break
             time.sleep(0.005)
-        first.proc.wait(10)
         assert killed_at is not None, "the projection was never seen mid-burst"
     finally:
-        writer.join(60)
+        first.proc.kill()  # also when the test failed first: never leave one running
+        first.proc.wait(10)
         stop.set()
+        writer.join(60)
     last = written[0]
     assert last > killed_at["position"]
 

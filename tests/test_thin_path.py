@@ -1,5 +1,6 @@
 """One thin path through every layer: HTTP POST → command → events in JetStream →
-faststream subscriber → read model → HTTP GET, with the event loop never blocked."""
+projection → read model → HTTP GET, with the event loop never blocked; read-model changes
+pushed on NATS; a call fact routed to an agent by the running instance."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 import httpx
 import nats
 import pytest
+from nats.aio.msg import Msg
 
 from deploy.natsserver import free_port
 from domain.asyncapp import AsyncRunner
@@ -275,3 +277,93 @@ def test_a_chat_fact_becomes_a_customer_in_the_read_model(instance: str, nats_ur
         )
         assert [c["identities"] for c in listed] == [[["chat", "visitor-42"]]]
         assert http.get("/health").json()["services"]["facts"]["state"] == "running"
+
+
+def test_read_model_changes_are_pushed_on_nats_to_their_tenant_only(
+    instance: str, nats_url: str
+) -> None:
+    # HTTP → domain → event store → projections → live.<tenant>.<readmodel>.<kind>
+    from projections import live
+
+    tenant, other = f"live{uuid.uuid4().hex[:8]}", f"live{uuid.uuid4().hex[:8]}"
+
+    async def scenario() -> tuple[str, list[live.LiveChange], list[bytes]]:
+        nc = await nats.connect(nats_url)
+        mine: asyncio.Queue[live.LiveChange] = asyncio.Queue()
+        theirs: list[bytes] = []
+
+        async def on_mine(msg: Msg) -> None:
+            await mine.put(live.decode(msg.data))
+
+        async def on_theirs(msg: Msg) -> None:
+            theirs.append(msg.data)
+
+        await nc.subscribe(live.tenant_filter(tenant), cb=on_mine)
+        await nc.subscribe(live.tenant_filter(other), cb=on_theirs)
+        async with httpx.AsyncClient(base_url=instance, timeout=10) as http:
+            created = await http.post(f"/api/v1/tenants/{tenant}/customers", json={"name": "Lan"})
+            cid = created.json()["id"]
+            seen: list[live.LiveChange] = []
+            deadline = time.monotonic() + 10
+            while not any(c.key == cid and c.readmodel == "customers" for c in seen):
+                assert time.monotonic() < deadline, seen
+                seen.append(await asyncio.wait_for(mine.get(), 10))
+            # A reader told of the change finds it when it fetches.
+            assert (await http.get(f"/api/v1/tenants/{tenant}/customers/{cid}")).status_code == 200
+        await asyncio.sleep(0.3)
+        await nc.close()
+        return cid, seen, theirs
+
+    cid, seen, theirs = asyncio.run(scenario())
+    assert live.LiveChange("customers", "customer", cid) in seen
+    assert theirs == []
+
+
+def test_the_running_instance_routes_a_queued_call_to_an_available_agent(
+    instance: str, nats_url: str
+) -> None:
+    # switch facts → domain → routing process manager → RingAgent command on NATS
+    from datetime import UTC, datetime
+
+    from connectors.facts import CallQueued, CallStarted, publish_fact
+    from domain.apps import DomainApps
+    from domain.vocabulary import Channel, EndpointKind, Package
+    from telephony_bridge import commands
+
+    tenant = f"route{uuid.uuid4().hex[:8]}"
+    apps = DomainApps.build({"PERSISTENCE_MODULE": "eventstore", "NATS_URL": nats_url})
+    try:
+        agent = apps.agents.create_user(tenant, "Lan", "lan", "agent", package=Package.CALL_CENTER)
+        apps.agents.add_endpoint(tenant, agent, EndpointKind.SIP_PHONE, "sip:lan@pbx")
+        apps.agents.go_available(tenant, agent)
+        queue = apps.queues.create(tenant, "Support", [Channel.CALL])
+    finally:
+        apps.close()
+
+    async def scenario() -> commands.AnyCommand:
+        nc = await nats.connect(nats_url)
+        sub = await nc.subscribe(f"cmd.{tenant}.telephony.>")
+        js = nc.jetstream()
+        common = {"tenant_id": tenant, "call_ref": "c1", "at": datetime.now(UTC)}
+        await publish_fact(
+            js,
+            CallStarted(
+                fact_id="s1",
+                direction="inbound",
+                hotline="19001234",
+                caller_number="0901234567",
+                caller_leg_id="in",
+                **common,  # type: ignore[arg-type]
+            ),
+        )
+        await publish_fact(js, CallQueued(fact_id="q1", queue_id=queue, **common))  # type: ignore[arg-type]
+        msg = await sub.next_msg(timeout=15)
+        await nc.close()
+        return commands.decode(msg.data)
+
+    ring = asyncio.run(scenario())
+    assert isinstance(ring, commands.RingAgent)
+    assert (ring.agent_id, ring.endpoint_address, ring.call_ref) == (agent, "sip:lan@pbx", "c1")
+    with httpx.Client(base_url=instance, timeout=10) as http:
+        routing = http.get("/health").json()["services"]["routing"]
+        assert routing["state"] == "running", routing
