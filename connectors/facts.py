@@ -211,6 +211,25 @@ _KIND_OF: Final[dict[type[Fact], str]] = {
 }
 
 
+def ordering_key(fact: AnyFact) -> str:
+    """What the facts that must be handled in order share: one call, or one thread.
+
+    Facts with different keys may be handled side by side; those of one key are handled
+    in the order the stream holds them (an answer after its call's start).
+    """
+    if isinstance(fact, CallFact):
+        return f"call/{fact.call_ref}"
+    if isinstance(fact, ChatMessageReceived):
+        return f"chat/{fact.session_id}"
+    if isinstance(fact, EmailReceived):
+        return f"email/{fact.thread_key}"
+    if isinstance(fact, SmsReceived):
+        return f"sms/{fact.hotline}/{fact.from_number}"
+    if isinstance(fact, FacebookMessageReceived):
+        return f"facebook/{fact.page_id}/{fact.thread_id}"
+    return f"facebook/{fact.page_id}/{fact.post_id}"
+
+
 def subject_for(fact: Fact) -> str:
     """`facts.<tenant>.<kind>` of a fact; refuses a tenant id that is no subject token."""
     tenant = tenant_token(fact.tenant_id)

@@ -17,7 +17,9 @@ fact records nothing. Telephony facts pass their id as the call verbs' `fact_id`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -170,31 +172,31 @@ def _attachment(attachment: Attachment) -> dict[str, Any]:
 
 def _call(fact: CallFact, calls: Calls) -> str:
     tenant = fact.tenant_id
-    if isinstance(fact, CallStarted):
-        try:
-            calls.get(tenant, Call.create_id(tenant, fact.call_ref.strip()))
-        except NotFound:
-            _start_call(fact, calls)
-            return APPLIED
-        return DUPLICATE
     call_id = Call.create_id(tenant, fact.call_ref.strip())
-    # The call verbs are idempotent but do not say whether they did anything; the
-    # aggregate's version does.
-    before = calls.get(tenant, call_id)["version"]
+    if isinstance(fact, CallStarted):
+        if call_id in calls.repository:
+            calls.get_owned(tenant, call_id, Call)  # another tenant's id is not found
+            return DUPLICATE
+        _start_call(fact, calls)
+        return APPLIED
+    command: Callable[[Call], object]
     if isinstance(fact, CallQueued):
-        calls.offer_to_queue(tenant, call_id, fact.queue_id, fact.at, fact.fact_id)
+        command = partial(Call.offer_to_queue, queue_id=fact.queue_id, at=fact.at)
     elif isinstance(fact, CallAgentRinging):
         if fact.agent_endpoint not in set(EndpointKind):
             raise InvalidCall(f"an agent's endpoint kind is one of {', '.join(EndpointKind)}")
         leg = LegSpec.agent(
             fact.leg_id, fact.agent_id, EndpointKind(fact.agent_endpoint), fact.address
         )
-        calls.ring_agent(tenant, call_id, leg, fact.at, fact.fact_id)
+        command = partial(Call.ring_agent, leg=leg, at=fact.at)
     elif isinstance(fact, CallAnswered):
-        calls.answer(tenant, call_id, fact.leg_id, fact.at, fact.fact_id)
+        command = partial(Call.answer, leg_id=fact.leg_id, at=fact.at)
     else:
-        calls.hang_up(tenant, call_id, fact.leg_id, fact.cause, fact.at, fact.fact_id)
-    return APPLIED if calls.get(tenant, call_id)["version"] != before else DUPLICATE
+        command = partial(Call.hang_up, leg_id=fact.leg_id, cause=fact.cause, at=fact.at)
+    # The call verbs are idempotent; whether the fact recorded anything says whether it
+    # was new.
+    recorded = calls.record(tenant, call_id, Call, partial(command, fact_id=fact.fact_id))
+    return APPLIED if recorded else DUPLICATE
 
 
 def _start_call(fact: CallStarted, calls: Calls) -> UUID:

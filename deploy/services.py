@@ -4,19 +4,17 @@ and their APIs. The runtime calls `register_services` before it starts.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
-from faststream.nats import NatsBroker
-
-from connectors.bus import ensure_facts_stream, register_fact_subscribers
+from connectors.bus import FactConsumer, ensure_facts_stream, start_fact_consumers
 from connectors.handlers import FactApps
 from domain.apps import DomainApps
 from domain.asyncapp import AsyncRunner
 from domain.customers import Customers
 from projections.readmodel import SqliteReadModel
-from projections.registry import CUSTOMERS, READMODELS
+from projections.registry import CUSTOMERS, READMODELS, ROUTING
+from projections.routing import Router
 from projections.service import ProjectionService
 from web.api.customers import customers_router
 
@@ -26,7 +24,7 @@ class DomainService:
 
     name = "domain"
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, wrap_up_seconds: float = 15.0) -> None:
         self.runner = AsyncRunner()
         # Where each read model lives is the registry's to say: `cloudcc projections`
         # must find the very file this service writes.
@@ -34,6 +32,9 @@ class DomainService:
         self.readmodels: dict[str, SqliteReadModel] = {CUSTOMERS.name: self.customers_read}
         for name, spec in READMODELS.items():
             self.readmodels.setdefault(name, spec.open(data_dir))
+        router = self.readmodels[ROUTING.name]
+        assert isinstance(router, Router)
+        router.wrap_up_seconds = wrap_up_seconds
         self._apps: DomainApps | None = None
 
     @property
@@ -80,30 +81,33 @@ class FactsService:
 
     def __init__(self, domain: DomainService) -> None:
         self.domain = domain
-        self._broker: NatsBroker | None = None
+        self._consumers: list[FactConsumer] = []
 
     async def start(self, runtime: Any) -> None:
-        await ensure_facts_stream(runtime.nc.jetstream())
-        broker = NatsBroker(
-            runtime.nats_url.split(","), max_reconnect_attempts=-1, log_level=logging.DEBUG
-        )
-        register_fact_subscribers(broker, self.domain.fact_apps, self.domain.runner)
-        await broker.start()
-        self._broker = broker
+        js = runtime.nc.jetstream()
+        await ensure_facts_stream(js)
+        self._consumers = await start_fact_consumers(js, self.domain.fact_apps, self.domain.runner)
 
     async def stop(self) -> None:
-        broker, self._broker = self._broker, None
-        if broker is not None:
-            await broker.stop()
+        consumers, self._consumers = self._consumers, []
+        for consumer in consumers:
+            await consumer.stop()
 
     def health(self) -> dict[str, Any]:
-        return {"state": "running" if self._broker else "stopped", "error": None}
+        errors = [f"{c.kind}: {c.error}" for c in self._consumers if c.error]
+        state = "running" if self._consumers else "stopped"
+        return {"state": state, "error": "; ".join(errors) or None}
 
 
 def register_services(runtime: Any) -> None:
-    domain = DomainService(runtime.settings.data_dir)
+    settings = runtime.settings
+    domain = DomainService(settings.data_dir, wrap_up_seconds=settings.wrap_up_seconds)
     runtime.add_service(domain)
     runtime.add_service(FactsService(domain))
     for readmodel in domain.readmodels.values():
         runtime.add_service(ProjectionService(lambda: domain.apps, readmodel))
     runtime.add_route_handlers(customers_router(domain))
+    if runtime.settings.demo:
+        from deploy.demo import DemoService  # only `up --demo` needs it
+
+        runtime.add_service(DemoService(domain))

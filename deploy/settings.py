@@ -13,6 +13,7 @@ can build settings from a plain dict.
 | `sync_interval` | `CLOUDCC_NATS_SYNC`  | `always` (fsync every append before ack)  |
 | `replicas`      | `CLOUDCC_REPLICAS`   | `1`; set `3` when `NATS_URL` is a cluster |
 | `demo`          | (`cloudcc up --demo`)| `False`                                   |
+| `wrap_up_seconds` | `CLOUDCC_WRAP_UP_SECONDS` | `15`: after a call, before routing offers the agent more |
 
 `NATS_URL` may list several servers separated by commas (`nats://a:4222,nats://b:4222`).
 """
@@ -39,6 +40,7 @@ class Settings:
     sync_interval: str = "always"
     replicas: int = 1
     demo: bool = False
+    wrap_up_seconds: int = 15
 
     @property
     def embedded(self) -> bool:
@@ -56,6 +58,7 @@ class Settings:
             "http_port": _int(env, "CLOUDCC_PORT", 8000),
             "sync_interval": env.get("CLOUDCC_NATS_SYNC") or "always",
             "replicas": _int(env, "CLOUDCC_REPLICAS", 1),
+            "wrap_up_seconds": _int(env, "CLOUDCC_WRAP_UP_SECONDS", 15),
         }
         values.update(overrides)
         values["data_dir"] = Path(values["data_dir"]).expanduser().resolve()
@@ -64,6 +67,8 @@ class Settings:
             raise SettingsError(f"HTTP port {settings.http_port} is not in 0..65535")
         if settings.replicas < 1:
             raise SettingsError(f"CLOUDCC_REPLICAS must be at least 1, not {settings.replicas}")
+        if not 0 <= settings.wrap_up_seconds <= 3600:
+            raise SettingsError("CLOUDCC_WRAP_UP_SECONDS must be 0 to 3600")
         return settings
 
 

@@ -68,5 +68,22 @@ class TenantApplication(Application[UUID]):
         """
         aggregate = self.get_owned(tenant_id, aggregate_id, cls)
         result = command(aggregate)
-        self.save(aggregate)
+        # Idempotent commands often record nothing (a repeated fact): nothing to append.
+        if aggregate.pending_events:
+            self.save(aggregate)
         return result
+
+    def record(
+        self, tenant_id: str, aggregate_id: UUID, cls: type[A], command: Callable[[A], object]
+    ) -> bool:
+        """`change`, saying whether the command recorded anything (False: a repeat).
+
+        What fact handlers use to tell an applied fact from a duplicate without loading
+        the aggregate again before and after.
+        """
+        aggregate = self.get_owned(tenant_id, aggregate_id, cls)
+        command(aggregate)
+        if not aggregate.pending_events:
+            return False
+        self.save(aggregate)
+        return True

@@ -1,5 +1,5 @@
 """Commands from facts, end to end on a real nats-server: facts published on FACTS, the
-faststream subscribers of connectors.bus, the applications on the JetStream event store."""
+fact consumers of connectors.bus, the applications on the JetStream event store."""
 
 from __future__ import annotations
 
@@ -13,10 +13,9 @@ from typing import Any, TypeVar
 import msgspec
 import nats
 import pytest
-from faststream.nats import NatsBroker
 from nats.js import JetStreamContext
 
-from connectors.bus import ensure_facts_stream, register_fact_subscribers
+from connectors.bus import ensure_facts_stream, start_fact_consumers
 from connectors.facts import (
     PARKED_PREFIX,
     STREAM,
@@ -63,14 +62,13 @@ async def handlers_running(nats_url: str, apps: FactApps) -> AsyncIterator[JetSt
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
     await ensure_facts_stream(js)
-    broker = NatsBroker(nats_url)
     runner = AsyncRunner(max_workers=4)
-    register_fact_subscribers(broker, apps, runner, retry_delay=0.2)
-    await broker.start()
+    consumers = await start_fact_consumers(js, apps, runner, retry_delay=0.2)
     try:
         yield js
     finally:
-        await broker.stop()
+        for consumer in consumers:
+            await consumer.stop()
         runner.close()
         await nc.close()
 
