@@ -28,7 +28,6 @@ from domain.templates import ReplyTemplates
 from domain.tenants import Tenants
 from domain.tickets import Tickets
 
-
 AGGREGATE_CACHE_MAXSIZE = "AGGREGATE_CACHE_MAXSIZE"
 
 
