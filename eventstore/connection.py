@@ -80,11 +80,24 @@ class Requests:
         self._nc = nc
         self._prefix = nc.new_inbox()
         self._pending: dict[str, asyncio.Future[Msg]] = {}
+        # Requests answered by several messages (a direct-get batch): the messages so far
+        # and the future completed by the closing status message.
+        self._streams: dict[str, tuple[list[Msg], asyncio.Future[dict[str, str]]]] = {}
         self._next = 0
         self._ready: asyncio.Task[Any] | None = None
 
     async def _on_reply(self, msg: Msg) -> None:
-        future = self._pending.pop(msg.subject[len(self._prefix) + 1 :], None)
+        token = msg.subject[len(self._prefix) + 1 :]
+        stream = self._streams.get(token)
+        if stream is not None:
+            got, end = stream
+            if msg.headers and "Status" in msg.headers:
+                if not end.done():
+                    end.set_result(msg.headers)
+            else:
+                got.append(msg)
+            return
+        future = self._pending.pop(token, None)
         if future is None or future.done():
             return
         if msg.headers and msg.headers.get("Status") == "503":
@@ -115,8 +128,36 @@ class Requests:
             expire.cancel()
             self._pending.pop(token, None)
 
+    async def request_many(
+        self, subject: str, payload: bytes, *, timeout: float
+    ) -> tuple[list[Msg], dict[str, str]]:
+        """The replies to one request that answers with several messages and then a
+        status message (JetStream's direct get of a batch): (messages, status headers).
 
-def _expire(future: asyncio.Future[Msg]) -> None:
+        One shared inbox subscription instead of a subscribe and an unsubscribe per
+        read, which cost more than the read itself when aggregates are loaded often.
+        """
+        if self._ready is None:
+            self._ready = asyncio.ensure_future(
+                self._nc.subscribe(f"{self._prefix}.*", cb=self._on_reply)
+            )
+        await self._ready
+        self._next += 1
+        token = str(self._next)
+        loop = asyncio.get_running_loop()
+        got: list[Msg] = []
+        end: asyncio.Future[dict[str, str]] = loop.create_future()
+        self._streams[token] = (got, end)
+        expire = loop.call_later(timeout, _expire, end)
+        try:
+            await self._nc.publish(subject, payload, reply=f"{self._prefix}.{token}")
+            return got, await end
+        finally:
+            expire.cancel()
+            self._streams.pop(token, None)
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
     if not future.done():
         future.set_exception(nats.errors.TimeoutError())
 

@@ -195,34 +195,20 @@ class JetStreamStore:
         self, start: int, batch: int, subject_filter: str | None
     ) -> tuple[list[Stored], int]:
         """Up to `batch` messages from `start` (matching the filter), and how many remain."""
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[dict[str, str]] = loop.create_future()
-        out: list[Stored] = []
-
-        async def collect(msg: Msg) -> None:
-            hdr = msg.headers
-            if hdr is None:
-                return
-            if "Status" in hdr:
-                if not done.done():
-                    done.set_result(hdr)
-                return
-            out.append(Stored(int(hdr["Nats-Sequence"]), hdr["Nats-Subject"], msg.data))
-
-        nc = self.conn.nc
-        inbox = nc.new_inbox()
-        sub = await nc.subscribe(inbox, cb=collect, pending_msgs_limit=batch + 16)
+        request: dict[str, object] = {"seq": start, "batch": batch}
+        if subject_filter is not None:
+            request["next_by_subj"] = subject_filter
         try:
-            request: dict[str, object] = {"seq": start, "batch": batch}
-            if subject_filter is not None:
-                request["next_by_subj"] = subject_filter
-            await nc.publish(self._direct, json.dumps(request).encode(), reply=inbox)
-            try:
-                end = await asyncio.wait_for(done, PUBLISH_TIMEOUT)
-            except TimeoutError:
-                raise OperationalError(f"no answer from stream {self.layout.stream}") from None
-        finally:
-            await sub.unsubscribe()
+            msgs, end = await self.conn.requests.request_many(
+                self._direct, json.dumps(request).encode(), timeout=PUBLISH_TIMEOUT
+            )
+        except nats.errors.TimeoutError:
+            raise OperationalError(f"no answer from stream {self.layout.stream}") from None
+        out = [
+            Stored(int(hdr["Nats-Sequence"]), hdr["Nats-Subject"], msg.data)
+            for msg in msgs
+            if (hdr := msg.headers) is not None
+        ]
         status = end.get("Status")
         if status == "404":
             return out, 0
