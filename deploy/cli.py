@@ -37,7 +37,9 @@ def register(subparsers: Subparsers) -> None:
     up.add_argument(
         "--demo",
         action="store_true",
-        help="demo tenants and traffic (not yet: arrives in a later step)",
+        help="seed tenant 'demo' (agents, queues, IVR, customers) and keep simulated "
+        "calls, chats, emails, SMS and Facebook traffic flowing ($CLOUDCC_DEMO_SPEED "
+        "speeds it up)",
     )
     up.set_defaults(func=_up)
 
@@ -104,9 +106,8 @@ def _up(args: argparse.Namespace) -> int:
     )
     settings = _settings(args, demo=args.demo)
     runtime = Runtime(settings)
+    # With --demo, deploy.services adds the demo service, which says when it has seeded.
     _register_services(runtime)
-    if settings.demo:
-        print("cloudcc: --demo: demo data arrives in a later step; starting without it.")
     asyncio.run(runtime.run())
     return 0
 
