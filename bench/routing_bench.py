@@ -95,13 +95,16 @@ def get_json(url: str) -> dict[str, Any]:
         return dict(json.loads(error.read()))
 
 
-def start_instance(url: str, data: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_instance(
+    url: str, data: Path, name: str = "cloudcc", services: str = "all"
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    log = open(data / "up.log", "wb")  # noqa: SIM115 - closed with the process
+    log = open(data / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
     env = {
         **os.environ,
         "NATS_URL": url,
-        "CLOUDCC_DATA": str(data / "cloudcc"),
+        "CLOUDCC_DATA": str(data / name),
+        "CLOUDCC_SERVICES": services,
         # A real floor's wrap-up is longer; here it keeps 200 agents in circulation.
         "CLOUDCC_WRAP_UP_SECONDS": "1",
     }
@@ -113,6 +116,32 @@ def start_instance(url: str, data: Path) -> tuple[subprocess.Popen[bytes], str]:
         stderr=subprocess.STDOUT,
     )
     return proc, f"http://127.0.0.1:{port}"
+
+
+# --layout split: the scaled-out shape of ../shared/ARCHITECTURE.md on one machine — the
+# fact consumers and API, the routing manager, and the other read models each in a
+# process of their own, so that no one GIL carries all of it.
+LAYOUTS = {
+    "embedded": {"cloudcc": "all"},
+    "split": {
+        "facts": "facts,api",
+        "routing": "routing",
+        "readmodels": ",".join(
+            name
+            for name in (
+                "customers",
+                "inbox",
+                "tickets",
+                "call_log",
+                "timeline",
+                "agent_board",
+                "queue_board",
+                "sla_timers",
+                "campaign_runner",
+            )
+        ),
+    },
+}
 
 
 async def publish_ack_latencies(nc: Any, n: int = 500) -> list[float]:
@@ -243,9 +272,9 @@ def process_cpu_seconds(pid: int) -> float:
 
 
 def run(args: argparse.Namespace, data: Path) -> dict[str, Any]:
-    server = NatsServer(data_dir=data / "nats")
+    server = NatsServer(data_dir=data / "nats", sync_interval=args.sync)
     server.start()
-    proc: subprocess.Popen[bytes] | None = None
+    procs: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
     try:
 
         async def baseline() -> list[float]:
@@ -257,27 +286,35 @@ def run(args: argparse.Namespace, data: Path) -> dict[str, Any]:
 
         base = [x * 1000 for x in asyncio.run(baseline())]
         queue = seed(server.url, args.agents)
-        proc, http = start_instance(server.url, data)
+        for name, services in LAYOUTS[args.layout].items():
+            procs[name] = start_instance(server.url, data, name, services)
+        router = "cloudcc" if args.layout == "embedded" else "routing"
         deadline = time.monotonic() + 60
         while True:
-            assert proc.poll() is None, (data / "up.log").read_text()
+            for name, (proc, _) in procs.items():
+                assert proc.poll() is None, (data / f"{name}.log").read_text()
             assert time.monotonic() < deadline, "cloudcc up did not catch up"
             try:
-                routing = get_json(f"{http}/health")["services"]["routing"]
+                health = get_json(f"{procs[router][1]}/health")["services"]["routing"]
             except (OSError, KeyError, ValueError):
                 time.sleep(0.2)
                 continue
-            if routing["state"] == "running" and routing["lag"] == 0:
+            if health["state"] == "running" and health["lag"] == 0:
                 break
             time.sleep(0.2)
         time.sleep(2)  # the other read models catch up on the seeding too
-        cpu_before = process_cpu_seconds(proc.pid)
+        cpu_before = {name: process_cpu_seconds(p.pid) for name, (p, _) in procs.items()}
         result = asyncio.run(traffic(args, server.url, queue))
-        cpu = process_cpu_seconds(proc.pid) - cpu_before
-        health = get_json(f"{http}/health")
+        cpu = {
+            name: process_cpu_seconds(p.pid) - cpu_before[name] for name, (p, _) in procs.items()
+        }
+        healths = {name: get_json(f"{http}/health") for name, (_, http) in procs.items()}
+        statuses = {name: h.get("status") for name, h in healths.items()}
+        routing_health = healths[router]["services"]["routing"]
     finally:
-        if proc is not None:
+        for proc, _ in procs.values():
             proc.terminate()
+        for proc, _ in procs.values():
             proc.wait(30)
         server.stop()
     ms = [x * 1000 for x in result["latencies"]]
@@ -291,10 +328,14 @@ def run(args: argparse.Namespace, data: Path) -> dict[str, Any]:
         "errors": len(result["errors"]),
         "first_errors": result["errors"][:3],
         "seconds": round(result["seconds"], 1),
-        # The instance's CPU over the run, in cores: over ~1.0 the GIL makes it a queue.
-        "instance_cpu_cores": round(cpu / result["seconds"], 2),
-        "instance_cpu_ms_per_call": round(cpu * 1000 / max(result["calls"], 1), 1),
-        "instance_status": health.get("status"),
+        "layout": args.layout,
+        "sync_interval": args.sync,
+        # Each process's CPU over the run, in cores: near 1.0 the GIL makes it a queue.
+        "cpu_cores": {name: round(c / result["seconds"], 2) for name, c in cpu.items()},
+        "cpu_ms_per_call": round(sum(cpu.values()) * 1000 / max(result["calls"], 1), 1),
+        "status": statuses,
+        "router_acts": routing_health.get("acts"),
+        "router_act_ms_mean": routing_health.get("act_ms_mean"),
         "routing_p50_ms": round(statistics.median(ms), 2) if ms else None,
         "routing_p99_ms": round(p99, 2),
         "routing_max_ms": round(max(ms), 2) if ms else None,
@@ -310,6 +351,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--agents", type=int, default=200)
     parser.add_argument("--rate", type=float, default=50.0, help="new calls per second")
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--layout",
+        choices=sorted(LAYOUTS),
+        default="embedded",
+        help="embedded: one `cloudcc up` (default); split: facts+API, routing and the "
+        "other read models in three processes",
+    )
+    parser.add_argument(
+        "--sync",
+        default="always",
+        help="nats-server sync_interval: always (what cloudcc ships) or e.g. 2m (NATS's default)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="cloudcc-routing-bench-") as tmp:

@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 RETRY_DELAY = 2.0  # seconds before a nacked fact comes back
 MAX_DELIVERIES = 10
 BATCH = 64  # facts fetched at once, at most
+GATHER = 0.005  # seconds a fetch waits for more once one fact has arrived
 ACK_WAIT = 30.0  # seconds a fetched fact stays with this process before redelivery
 
 
@@ -110,7 +111,12 @@ class FactConsumer:
     async def _run(self, subscription: Any) -> None:
         while True:
             try:
-                messages = await subscription.fetch(BATCH, timeout=1.0)
+                # Wait for one; then take whatever else is already there. A fetch of a
+                # whole batch would wait until the batch is full or its timeout is up,
+                # which on a quiet stream is the timeout every fact waits.
+                messages = await subscription.fetch(1, timeout=1.0)
+                with contextlib.suppress(TimeoutError, NatsTimeoutError):
+                    messages += await subscription.fetch(BATCH - 1, timeout=GATHER)
             except (TimeoutError, NatsTimeoutError):
                 continue
             except Exception as error:  # noqa: BLE001 - a lost connection: try again

@@ -4,11 +4,13 @@ and their APIs. The runtime calls `register_services` before it starts.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from connectors.bus import FactConsumer, ensure_facts_stream, start_fact_consumers
 from connectors.handlers import FactApps
+from deploy.settings import SettingsError
 from domain.apps import DomainApps
 from domain.asyncapp import AsyncRunner
 from domain.customers import Customers
@@ -24,17 +26,28 @@ class DomainService:
 
     name = "domain"
 
-    def __init__(self, data_dir: Path, *, wrap_up_seconds: float = 15.0) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        readmodels: Iterable[str] | None = None,
+        *,
+        wrap_up_seconds: float = 15.0,
+    ) -> None:
         self.runner = AsyncRunner()
         # Where each read model lives is the registry's to say: `cloudcc projections`
-        # must find the very file this service writes.
+        # must find the very file this service writes. `readmodels` names those this
+        # process keeps up to date (all by default).
+        names = list(READMODELS) if readmodels is None else list(readmodels)
         self.customers_read = CUSTOMERS.open(data_dir)
-        self.readmodels: dict[str, SqliteReadModel] = {CUSTOMERS.name: self.customers_read}
-        for name, spec in READMODELS.items():
-            self.readmodels.setdefault(name, spec.open(data_dir))
-        router = self.readmodels[ROUTING.name]
-        assert isinstance(router, Router)
-        router.wrap_up_seconds = wrap_up_seconds
+        self.readmodels: dict[str, SqliteReadModel] = {}
+        for name in names:
+            spec = READMODELS[name]
+            self.readmodels[name] = (
+                self.customers_read if spec is CUSTOMERS else spec.open(data_dir)
+            )
+        router = self.readmodels.get(ROUTING.name)
+        if isinstance(router, Router):
+            router.wrap_up_seconds = wrap_up_seconds
         self._apps: DomainApps | None = None
 
     @property
@@ -100,13 +113,27 @@ class FactsService:
 
 
 def register_services(runtime: Any) -> None:
+    """Everything by default; with `CLOUDCC_SERVICES`, only the parts named (scaled out:
+    the fact consumers, the API and each read model may each run in its own process)."""
     settings = runtime.settings
-    domain = DomainService(settings.data_dir, wrap_up_seconds=settings.wrap_up_seconds)
+    known = {"all", "facts", "api", "readmodels", *READMODELS}
+    if unknown := settings.services - known:
+        raise SettingsError(
+            f"CLOUDCC_SERVICES: no service {', '.join(sorted(unknown))}; "
+            f"there are: {', '.join(sorted(known))}"
+        )
+    domain = DomainService(
+        settings.data_dir,
+        [name for name in READMODELS if settings.runs(name)],
+        wrap_up_seconds=settings.wrap_up_seconds,
+    )
     runtime.add_service(domain)
-    runtime.add_service(FactsService(domain))
+    if settings.runs("facts"):
+        runtime.add_service(FactsService(domain))
     for readmodel in domain.readmodels.values():
         runtime.add_service(ProjectionService(lambda: domain.apps, readmodel))
-    runtime.add_route_handlers(customers_router(domain))
+    if settings.runs("api"):
+        runtime.add_route_handlers(customers_router(domain))
     if runtime.settings.demo:
         from deploy.demo import DemoService  # only `up --demo` needs it
 

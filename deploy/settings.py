@@ -14,6 +14,7 @@ can build settings from a plain dict.
 | `replicas`      | `CLOUDCC_REPLICAS`   | `1`; set `3` when `NATS_URL` is a cluster |
 | `demo`          | (`cloudcc up --demo`)| `False`                                   |
 | `wrap_up_seconds` | `CLOUDCC_WRAP_UP_SECONDS` | `15`: after a call, before routing offers the agent more |
+| `services`      | `CLOUDCC_SERVICES`   | `all`; else a comma list of `facts`, `api`, `readmodels` (every read model) and read-model names: what this process runs (scaled out, one process per part) |
 
 `NATS_URL` may list several servers separated by commas (`nats://a:4222,nats://b:4222`).
 """
@@ -41,6 +42,7 @@ class Settings:
     replicas: int = 1
     demo: bool = False
     wrap_up_seconds: int = 15
+    services: frozenset[str] = frozenset({"all"})
 
     @property
     def embedded(self) -> bool:
@@ -59,6 +61,10 @@ class Settings:
             "sync_interval": env.get("CLOUDCC_NATS_SYNC") or "always",
             "replicas": _int(env, "CLOUDCC_REPLICAS", 1),
             "wrap_up_seconds": _int(env, "CLOUDCC_WRAP_UP_SECONDS", 15),
+            "services": frozenset(
+                part.strip() for part in (env.get("CLOUDCC_SERVICES") or "all").split(",")
+            )
+            - {""},
         }
         values.update(overrides)
         values["data_dir"] = Path(values["data_dir"]).expanduser().resolve()
@@ -70,6 +76,14 @@ class Settings:
         if not 0 <= settings.wrap_up_seconds <= 3600:
             raise SettingsError("CLOUDCC_WRAP_UP_SECONDS must be 0 to 3600")
         return settings
+
+    def runs(self, service: str) -> bool:
+        """Whether this process runs `service` (`facts`, `api`, or a read model's name)."""
+        return (
+            "all" in self.services
+            or service in self.services
+            or (service not in ("facts", "api") and "readmodels" in self.services)
+        )
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -65,6 +66,9 @@ class ProjectionService:
         self.clock = clock
         self.errors: dict[str, str] = {}
         self.act_error: str | None = None
+        self.acts_run = 0
+        self.act_seconds = 0.0
+        self.decisions = 0
         self.stream_last: dict[str, int] = dict.fromkeys(readmodel.upstreams, 0)
         self._running = False
         self._nc: Any = None
@@ -234,6 +238,7 @@ class ProjectionService:
             if self.errors:
                 continue  # acting on state that stopped moving would repeat itself
             ctx = ActContext(apps=self._apps(), now=self.clock(), publish=self._publish_blocking)
+            started = time.perf_counter()
             try:
                 decisions = await asyncio.to_thread(manager.act, ctx)
             except Exception as error:  # noqa: BLE001 - a failed act is retried, never fatal
@@ -243,6 +248,9 @@ class ProjectionService:
                 self._dirty.set()
                 continue
             self.act_error = None
+            self.acts_run += 1
+            self.act_seconds += time.perf_counter() - started
+            self.decisions += len(decisions)
             if decisions:
                 log.debug("process manager %s decided %s", self.name, decisions)
 
@@ -278,6 +286,9 @@ class ProjectionService:
             report["position"] = next(iter(positions.values()))
         if self.acts:
             report["act_error"] = self.act_error
+            report["acts"] = self.acts_run
+            report["decisions"] = self.decisions
+            report["act_ms_mean"] = round(self.act_seconds * 1000 / max(self.acts_run, 1), 1)
         return report
 
 
