@@ -41,7 +41,12 @@ class ProcessManager(SqliteReadModel):
     """A read model whose `act` turns its state into domain commands."""
 
     def act(self, ctx: ActContext) -> list[Any]:
-        """Issue the commands that are due at `ctx.now`; what was decided (for logs/tests)."""
+        """Issue the commands that are due at `ctx.now`; what was decided (for logs/tests).
+
+        A manager may also start commands and return without waiting for them (routing
+        does, so that one slow append holds up no other decision); it then returns what
+        finished since its last act, and keeps what is still running claimed.
+        """
         raise NotImplementedError
 
     def next_due(self) -> datetime | None:

@@ -39,7 +39,7 @@ import sqlite3
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -157,10 +157,14 @@ class Router(ProcessManager):
         # Fallbacks decided, by work id: (the queue it fell back from, when).
         self._fallen: dict[str, tuple[str, datetime]] = {}
         self._executor: ThreadPoolExecutor | None = None
+        self._done: list[Any] = []  # decisions of finished jobs, for the next act to return
+        self._running = 0
+        self._working: set[str] = set()  # agents a presence job is running for
         # Candidates by the agent row's routing-relevant values: most rows do not change
         # between two acts, and building 200 Candidates per act showed in profiles.
         self._candidates: dict[tuple[Any, ...], Candidate] = {}
         self._claims = threading.Lock()
+        self._idle = threading.Condition(self._claims)
 
     # ------------------------------------------------------------------ the tables
     def handle(self, db: sqlite3.Connection, event: Any) -> None:
@@ -418,7 +422,6 @@ class Router(ProcessManager):
     # ------------------------------------------------------------------ acting
     def act(self, ctx: ActContext) -> list[Any]:
         db = self.connect()
-        decisions: list[Any] = []
         self._forget_settled(db, ctx.now)
         # One snapshot of the tables for the whole pass: decisions made in this pass are
         # kept in memory until their events come back.
@@ -432,7 +435,6 @@ class Router(ProcessManager):
                 dict(r)
                 for r in db.execute(
                     "SELECT * FROM agents a WHERE active = 1 AND (presence = 'ringing' "
-                    "OR (presence = 'available' AND takes_calls = 1 AND endpoints != '[]') "
                     "OR (presence = 'wrap_up' AND since <= ?) "
                     "OR (presence = 'on_call' AND (EXISTS (SELECT 1 FROM calls c "
                     "WHERE c.id = a.work_id AND c.ended_at IS NOT NULL) OR EXISTS (SELECT 1 "
@@ -471,17 +473,69 @@ class Router(ProcessManager):
             ringing_for = {
                 r[0] for r in db.execute("SELECT work_id FROM agents WHERE presence = 'ringing'")
             }
+            # Who is free, only when something waits that nobody rings for yet: on a
+            # quiet floor nearly every agent is free, on a busy one nearly nothing waits
+            # unrung; either way most passes need not read them.
+            with self._claims:
+                claimed = set(self._inflight)
+            unrung = [
+                c["id"]
+                for c in calls.values()
+                if c["queue_id"] and not c["answered_by"] and not c["ended_at"]
+            ] + [
+                v["id"]
+                for v in conversations.values()
+                if v["queue_id"] and not v["assignee"] and v["status"] == "open"
+            ]
+            if any(w not in ringing_for and w not in claimed for w in unrung):
+                agents += [
+                    dict(r)
+                    for r in db.execute(
+                        "SELECT * FROM agents WHERE active = 1 AND presence = 'available' "
+                        "AND takes_calls = 1 AND endpoints != '[]'"
+                    )
+                ]
         finally:
             db.execute("COMMIT")
         jobs = self._follow_work(ctx, agents, queues, calls, conversations)
         jobs += self._offer(ctx, db, agents, queues, calls, conversations, routings, ringing_for)
         # The jobs touch different aggregates (each agent, each piece of work once), so
-        # they run side by side: a decision waits for its own appends, not for everyone's.
-        if len(jobs) == 1:
-            return jobs[0]()
-        for done in self._pool().map(lambda job: job(), jobs):
-            decisions += done
-        return decisions
+        # they run side by side, and act does not wait for them: a decision waits for
+        # its own appends, never for a slow one of the previous pass. What each job
+        # holds (an agent, a piece of work) stays claimed until it is done, so the next
+        # pass plans around it.
+        for job in jobs:
+            self._submit(job)
+        return self._take_done()
+
+    def _submit(self, job: Job) -> None:
+        with self._claims:
+            self._running += 1
+        future = self._pool().submit(job)
+        future.add_done_callback(self._job_done)
+
+    def _job_done(self, future: Future[list[Any]]) -> None:
+        try:
+            decided = future.result()
+        except Exception as error:  # noqa: BLE001 - a job's bug must not stop routing
+            log.exception("routing: a job failed: %s", error)
+            decided = []
+        with self._claims:
+            self._done.extend(decided)
+            self._running -= 1
+            if self._running == 0:
+                self._idle.notify_all()
+
+    def _take_done(self) -> list[Any]:
+        with self._claims:
+            done, self._done = self._done, []
+        return done
+
+    def drain(self, timeout: float = 10.0) -> list[Any]:
+        """Wait for the jobs still running; every decision not yet returned by `act`."""
+        with self._claims:
+            self._idle.wait_for(lambda: self._running == 0, timeout)
+        return self._take_done()
 
     def _pool(self) -> ThreadPoolExecutor:
         if self._executor is None:
@@ -505,15 +559,21 @@ class Router(ProcessManager):
         return candidate
 
     def _forget_settled(self, db: sqlite3.Connection, now: datetime) -> None:
-        for work_id, (_, at) in list(self._fallen.items()):
-            if (now - at).total_seconds() > INFLIGHT_SECONDS:
-                del self._fallen[work_id]
-        for work_id, (agent_id, at) in list(self._inflight.items()):
+        """Let go of offers whose events have come back (or never will)."""
+        with self._claims:
+            for work_id, (_, at) in list(self._fallen.items()):
+                if (now - at).total_seconds() > INFLIGHT_SECONDS:
+                    del self._fallen[work_id]
+            offers = list(self._inflight.items())
+        for work_id, (agent_id, at) in offers:
             row = db.execute("SELECT work_id FROM agents WHERE id = ?", (agent_id,)).fetchone()
             seen = row is not None and row[0] == work_id
             if seen or (now - at).total_seconds() > INFLIGHT_SECONDS:
-                del self._inflight[work_id]
-                self._inflight_agents.pop(agent_id, None)
+                with self._claims:
+                    if self._inflight.get(work_id, ("", at))[1] == at:
+                        del self._inflight[work_id]
+                        if self._inflight_agents.get(agent_id) == work_id:
+                            del self._inflight_agents[agent_id]
 
     def _follow_work(
         self,
@@ -526,10 +586,23 @@ class Router(ProcessManager):
         """Steps 1 and 2 of the module docstring: presence follows the work; rings end."""
         jobs: list[Job] = []
         for agent in agents:
+            if agent["id"] in self._working:
+                continue
             step = self._agent_step(ctx, agent, queues, calls, conversations)
             if step is not None:
-                jobs.append(_guarded(agent["id"], step))
+                self._working.add(agent["id"])
+                jobs.append(self._releasing(agent["id"], _guarded(agent["id"], step)))
         return jobs
+
+    def _releasing(self, agent_id: str, job: Job) -> Job:
+        def run() -> list[Any]:
+            try:
+                return job()
+            finally:
+                with self._claims:
+                    self._working.discard(agent_id)
+
+        return run
 
     def _agent_step(
         self,
@@ -642,7 +715,10 @@ class Router(ProcessManager):
         """
         now = ctx.now
         jobs: list[Job] = []
-        busy = set(self._inflight_agents)
+        with self._claims:
+            busy = set(self._inflight_agents)
+            inflight = set(self._inflight)
+            fallen = dict(self._fallen)
         # Who could take work now, per tenant, built once per act: route() only ever
         # picks AVAILABLE agents, and under load the waiting list is long.
         free: dict[str, list[tuple[dict[str, Any], Candidate]]] = defaultdict(list)
@@ -666,17 +742,21 @@ class Router(ProcessManager):
         for queued_at, kind, work in waiting:
             work_id, tenant = work["id"], work["tenant_id"]
             routing = routings.get(work_id, {})
-            if work_id in ringing_for or work_id in self._inflight:
+            if work_id in ringing_for or work_id in inflight:
                 continue
             queue = queues.get(work["queue_id"])
             if queue is None or queue["tenant_id"] != tenant:
                 continue  # a queue we have not seen yet (its stream is behind)
             if routing.get("fell_back_to") not in (None, FallbackKind.QUEUE):
                 continue  # sent to voicemail or a message: the switch ends it
-            if self._fallen.get(work_id, ("", now))[0] == queue["id"]:
+            if fallen.get(work_id, ("", now))[0] == queue["id"]:
                 continue  # its fallback is decided; its events are on their way
             fallback = self._fallback_due(db, queue, queued_at, now)
             if fallback is not None:
+                with self._claims:
+                    # Remembered for a while, so that a pass before the events come back
+                    # does not repeat it (voicemail or a message is final: `fell_back_to`).
+                    self._fallen[work_id] = (queue["id"], now)
                 fall_back = partial(self._fall_back, ctx, kind, work, queue, *fallback)
                 jobs.append(_guarded(work_id, fall_back))
                 continue
@@ -709,7 +789,11 @@ class Router(ProcessManager):
             cursors[queue["id"]] = first
             team_by_id = {a["id"]: a for a, _ in free[tenant]}
             choices = [team_by_id[str(a)] for a in order]
-            offer = partial(self._offer_one, ctx, kind, work, queue, choices, busy)
+            with self._claims:
+                # Claimed until the agent's events come back (see _forget_settled).
+                self._inflight[work_id] = (first, now)
+                self._inflight_agents[first] = work_id
+            offer = partial(self._offer_one, ctx, kind, work, queue, choices)
             jobs.append(_guarded(work_id, offer))
         return jobs
 
@@ -720,17 +804,24 @@ class Router(ProcessManager):
         work: dict[str, Any],
         queue: dict[str, Any],
         choices: list[dict[str, Any]],
-        claimed: set[str],
     ) -> list[Any]:
+        work_id = work["id"]
         for n, agent in enumerate(choices):
+            aid = agent["id"]
             if n > 0:  # the planned first choice is ours; any other must be claimed
                 with self._claims:
-                    if agent["id"] in claimed:
+                    if aid in self._inflight_agents:
                         continue
-                    claimed.add(agent["id"])
+                    self._inflight_agents[aid] = work_id
+                    self._inflight[work_id] = (aid, ctx.now)
             made = self._make_offer(ctx, kind, work, queue, agent)
             if made:
                 return [made]
+            with self._claims:  # taken meanwhile: let the agent go, try the next
+                if self._inflight_agents.get(aid) == work_id:
+                    del self._inflight_agents[aid]
+        with self._claims:  # nobody could take it now: the next pass plans it again
+            self._inflight.pop(work_id, None)
         return []
 
     def _fallback_due(
@@ -781,9 +872,6 @@ class Router(ProcessManager):
     ) -> list[Any]:
         apps, tenant, work_id = ctx.apps, work["tenant_id"], work["id"]
         target = fallback.get("queue_id")
-        # Remembered for a while, so that an act before the events come back does not
-        # repeat it (a fallback to voicemail or a message is final: see `fell_back_to`).
-        self._fallen[work_id] = (queue["id"], ctx.now)
         try:
             apps.routing.fell_back(
                 tenant, kind, work_id, UUID(queue["id"]), reason, fallback, ctx.now
@@ -840,8 +928,6 @@ class Router(ProcessManager):
         except DomainError as error:
             log.debug("routing: %s not offered to %s: %s", work_id, aid, error)
             return None
-        self._inflight[work_id] = (aid, ctx.now)
-        self._inflight_agents[aid] = work_id
         attempt = apps.routing.offered(
             tenant,
             kind,

@@ -59,6 +59,7 @@ class World:
         self.offset += timedelta(seconds=seconds)
         catch_up(self.router, self.apps)
         decided = self.router.act(ActContext(self.apps, self.now, self.publish))
+        decided += self.router.drain()  # act does not wait for the commands it starts
         catch_up(self.router, self.apps)
         return decided
 
