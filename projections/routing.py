@@ -940,6 +940,9 @@ class Router(ProcessManager):
         )
         if kind is WorkKind.CALL:
             endpoint_kind, address = _decode(agent["endpoints"])[0]
+            # A browser has no address of its own (it registers when the agent signs
+            # in); the switch reaches it by the agent, and the leg needs a name for it.
+            address = address or f"{endpoint_kind}:{aid}"
             ring = commands.RingAgent(
                 command_id=f"ring:{work_id}:{attempt}",
                 tenant_id=tenant,

@@ -35,6 +35,7 @@ class RingAgent(Command, frozen=True, kw_only=True, tag=True):
     call_ref: str
     agent_id: UUID
     endpoint_kind: str
+    # The endpoint's address; for a browser (no address of its own) `webrtc:<agent id>`.
     endpoint_address: str
     ring_timeout_seconds: int
 

@@ -565,9 +565,7 @@ class Traffic:
                 leg_id=leg,
                 agent_id=command.agent_id,
                 agent_endpoint=command.endpoint_kind,
-                # A browser has no address on the agent (domain.agents) but its leg needs
-                # one: the switch names the registration it rings.
-                address=command.endpoint_address or f"browser:{command.agent_id}",
+                address=command.endpoint_address,
             )
         )
         if self.rng.random() > self.answer_rate:

@@ -170,6 +170,18 @@ def test_skill_routing_offers_the_best_skilled_available_agent(world: World) -> 
     assert world.presence(ACME, on_break) == Presence.BREAK
 
 
+def test_a_browser_agent_is_rung_by_name(world: World) -> None:
+    agent = world.agent(ACME, "Web", available=False)
+    world.apps.agents.remove_endpoint(ACME, agent, EndpointKind.SIP_PHONE, "sip:web@pbx")
+    world.apps.agents.add_endpoint(ACME, agent, EndpointKind.WEBRTC)
+    world.apps.agents.go_available(ACME, agent)
+    call = world.call(ACME, world.queue(ACME))
+    world.act()
+    ring = world.rings(call)[0]
+    assert (ring.endpoint_kind, ring.endpoint_address) == ("webrtc", f"webrtc:{agent}")
+    assert world.answer(ACME, call) == agent  # the leg takes that name
+
+
 def test_round_robin_rotates_and_ignores_unavailable_agents(world: World) -> None:
     agents = sorted((world.agent(ACME, n) for n in ("An", "Binh", "Chi")), key=str)
     queue = world.queue(ACME, policy=RoutingPolicy.ROUND_ROBIN)
