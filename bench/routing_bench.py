@@ -160,6 +160,8 @@ async def traffic(args: argparse.Namespace, url: str, queue: UUID) -> dict[str, 
     js = nc.jetstream()
     await ensure_facts_stream(js)
     queued_at: dict[str, float] = {}
+    wall_queued: dict[str, float] = {}
+    wall_rung: dict[str, float] = {}
     latencies: list[float] = []
     errors: list[str] = []
     tasks: set[asyncio.Task[None]] = set()
@@ -211,6 +213,7 @@ async def traffic(args: argparse.Namespace, url: str, queue: UUID) -> dict[str, 
         command = commands.decode(msg.data)
         if isinstance(command, commands.RingAgent):
             started = queued_at.pop(command.call_ref, None)
+            wall_rung[command.call_ref] = time.time()
             if started is not None:
                 latencies.append(time.perf_counter() - started)
                 spawn(talk(command))
@@ -234,6 +237,7 @@ async def traffic(args: argparse.Namespace, url: str, queue: UUID) -> dict[str, 
                 ),
             )
             queued_at[ref] = time.perf_counter()
+            wall_queued[ref] = time.time()
             await publish_fact(
                 js, CallQueued(fact_id=fact_id(), at=datetime.now(UTC), queue_id=queue, **common)
             )
@@ -258,11 +262,45 @@ async def traffic(args: argparse.Namespace, url: str, queue: UUID) -> dict[str, 
     await nc.close()
     return {
         "calls": total,
+        "wall_queued": wall_queued,
+        "wall_rung": wall_rung,
         "latencies": latencies,
         "never_rung": never_rung,
         "errors": errors,
         "seconds": elapsed,
     }
+
+
+def breakdown(url: str, result: dict[str, Any]) -> dict[str, Any]:
+    """Where the time goes, from the events' own times (same machine, same clock): the
+    fact's way in (publish to the call's Offered), the routing's reaction (to the
+    decision's time) and the way out (decision to RingAgent received)."""
+    from domain.calls import Call
+    from domain.routing import WorkKind, WorkRouting
+
+    apps = DomainApps.build({"PERSISTENCE_MODULE": "eventstore", "NATS_URL": url})
+    stages: dict[str, list[float]] = {"fact_in": [], "router_react": [], "ring_out": []}
+    try:
+        refs = sorted(result["wall_rung"])[:: max(len(result["wall_rung"]) // 150, 1)]
+        for ref in refs:
+            call_id = Call.create_id(TENANT, ref)
+            offered = next(e for e in apps.calls.events.get(call_id) if isinstance(e, Call.Offered))
+            routing_id = WorkRouting.create_id(TENANT, WorkKind.CALL, str(call_id))
+            decided = next(
+                e for e in apps.routing.events.get(routing_id) if isinstance(e, WorkRouting.Offered)
+            )
+            stages["fact_in"].append(offered.timestamp.timestamp() - result["wall_queued"][ref])
+            stages["router_react"].append(decided.at.timestamp() - offered.timestamp.timestamp())
+            stages["ring_out"].append(result["wall_rung"][ref] - decided.at.timestamp())
+    finally:
+        apps.close()
+    out: dict[str, Any] = {}
+    for name, values in stages.items():
+        ms = [v * 1000 for v in values]
+        if ms:
+            out[f"{name}_p50_ms"] = round(statistics.median(ms), 1)
+            out[f"{name}_p99_ms"] = round(percentile(ms, 0.99), 1)
+    return out
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -309,6 +347,7 @@ def run(args: argparse.Namespace, data: Path) -> dict[str, Any]:
             name: process_cpu_seconds(p.pid) - cpu_before[name] for name, (p, _) in procs.items()
         }
         healths = {name: get_json(f"{http}/health") for name, (_, http) in procs.items()}
+        stages = breakdown(server.url, result) if args.breakdown else {}
         statuses = {name: h.get("status") for name, h in healths.items()}
         routing_health = healths[router]["services"]["routing"]
     finally:
@@ -336,6 +375,7 @@ def run(args: argparse.Namespace, data: Path) -> dict[str, Any]:
         "status": statuses,
         "router_acts": routing_health.get("acts"),
         "router_act_ms_mean": routing_health.get("act_ms_mean"),
+        **stages,
         "routing_p50_ms": round(statistics.median(ms), 2) if ms else None,
         "routing_p99_ms": round(p99, 2),
         "routing_max_ms": round(max(ms), 2) if ms else None,
@@ -362,6 +402,12 @@ def main(argv: list[str] | None = None) -> int:
         "--sync",
         default="always",
         help="nats-server sync_interval: always (what cloudcc ships) or e.g. 2m (NATS's default)",
+    )
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also split the latency into the fact's way in, the router's reaction and "
+        "the command's way out (reads a sample of calls back from the store)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)

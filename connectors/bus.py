@@ -1,10 +1,10 @@
 """The fact consumers: FACTS on JetStream in, connectors.handlers out.
 
 One durable pull consumer per fact kind (`facts-<kind>` on `facts.*.<kind>`): every
-process that runs them shares the work. Each fetch takes what is waiting (up to a batch)
-and handles it side by side, except that facts with the same ordering key — one call,
-one chat session, one email thread (connectors.facts.ordering_key) — are handled one
-after the other in stream order. Each message ends in exactly one of:
+process that runs them shares the work. Facts are handled side by side as they are
+fetched, except that facts with the same ordering key — one call, one chat session, one
+email thread (connectors.facts.ordering_key) — are handled one after the other in stream
+order; the fetching goes on meanwhile, up to MAX_IN_FLIGHT facts in hand. Each message ends in exactly one of:
 
 - decoded and handled (applied, duplicate, rejected by the domain): acked;
 - not decodable as its subject's kind, or its tenant is not its subject's: parked on
@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -61,6 +60,7 @@ RETRY_DELAY = 2.0  # seconds before a nacked fact comes back
 MAX_DELIVERIES = 10
 BATCH = 64  # facts fetched at once, at most
 GATHER = 0.005  # seconds a fetch waits for more once one fact has arrived
+MAX_IN_FLIGHT = 256  # facts being handled at once by one consumer (below max_ack_pending)
 ACK_WAIT = 30.0  # seconds a fetched fact stays with this process before redelivery
 
 
@@ -86,6 +86,9 @@ class FactConsumer:
         self.max_deliveries = max_deliveries
         self.error: str | None = None
         self._task: asyncio.Task[None] | None = None
+        # The last task of each ordering key still running, and a bound on facts in hand.
+        self._lanes: dict[str, asyncio.Task[None]] = {}
+        self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
 
     async def start(self) -> None:
         subscription = await self.js.pull_subscribe(
@@ -96,7 +99,7 @@ class FactConsumer:
                 ack_policy=AckPolicy.EXPLICIT,
                 deliver_policy=DeliverPolicy.ALL,
                 ack_wait=ACK_WAIT,
-                max_ack_pending=4 * BATCH,
+                max_ack_pending=2 * MAX_IN_FLIGHT,
             ),
         )
         self._task = asyncio.get_running_loop().create_task(self._run(subscription))
@@ -107,6 +110,10 @@ class FactConsumer:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        # Facts in hand finish (or are redelivered after ack_wait if the process dies).
+        lanes = list(self._lanes.values())
+        if lanes:
+            await asyncio.wait(lanes, timeout=10)
 
     async def _run(self, subscription: Any) -> None:
         while True:
@@ -125,19 +132,33 @@ class FactConsumer:
                 await asyncio.sleep(1.0)
                 continue
             self.error = None
-            await self.handle_batch(messages)
+            for msg in messages:
+                await self._in_flight.acquire()
+                fact = await self._decode(msg)
+                if fact is None:
+                    self._in_flight.release()
+                    continue
+                self._enqueue(ordering_key(fact), msg, fact)
 
-    async def handle_batch(self, messages: list[Msg]) -> None:
-        lanes: dict[str, list[tuple[Msg, AnyFact]]] = defaultdict(list)
-        for msg in messages:
-            fact = await self._decode(msg)
-            if fact is not None:
-                lanes[ordering_key(fact)].append((msg, fact))
-        await asyncio.gather(*(self._handle_lane(lane) for lane in lanes.values()))
+    def _enqueue(self, key: str, msg: Msg, fact: AnyFact) -> None:
+        """Handle a fact after the ones of its key already under way; the fetch loop goes
+        on meanwhile, so one slow fact holds up its own call only."""
+        before = self._lanes.get(key)
+        task = asyncio.get_running_loop().create_task(self._after(before, msg, fact))
+        self._lanes[key] = task
 
-    async def _handle_lane(self, lane: list[tuple[Msg, AnyFact]]) -> None:
-        for msg, fact in lane:
-            await self._handle(msg, fact)
+        def done(finished: asyncio.Task[None]) -> None:
+            self._in_flight.release()
+            if self._lanes.get(key) is finished:
+                del self._lanes[key]
+
+        task.add_done_callback(done)
+
+    async def _after(self, before: asyncio.Task[None] | None, msg: Msg, fact: AnyFact) -> None:
+        if before is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.shield(before)
+        await self._handle(msg, fact)
 
     async def _decode(self, msg: Msg) -> AnyFact | None:
         """The fact in a message, or None once it is parked (or was a parked record)."""

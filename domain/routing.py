@@ -20,7 +20,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import event
 
-from domain.base import DomainError, TenantAggregate, TenantApplication
+from domain.base import DomainError, NotFound, TenantAggregate, TenantApplication
 from domain.checks import checked_enum, checked_text
 from domain.vocabulary import RoutingPolicy
 
@@ -175,10 +175,14 @@ class RoutingDecisions(TenantApplication):
     name = "routing"
 
     def _load_or_begin(self, tenant_id: str, kind: WorkKind, work_id: str) -> WorkRouting:
-        routing_id = WorkRouting.create_id(tenant_id, kind, work_id)
-        if routing_id in self.repository:
-            return self.get_owned(tenant_id, routing_id, WorkRouting)
-        return WorkRouting.begin(tenant_id, kind, work_id)
+        try:
+            return self.get_owned(
+                tenant_id, WorkRouting.create_id(tenant_id, kind, work_id), WorkRouting
+            )
+        except NotFound:
+            # New, or another tenant's id (NotFound either way): a new history, and a
+            # save under another tenant's id would be refused by the store.
+            return WorkRouting.begin(tenant_id, kind, work_id)
 
     def offered(
         self,

@@ -928,6 +928,24 @@ class Router(ProcessManager):
         except DomainError as error:
             log.debug("routing: %s not offered to %s: %s", work_id, aid, error)
             return None
+        if kind is WorkKind.CALL:
+            # The switch is told at once: the agent's Offered event is the decision
+            # (the agent rings for this call); the WorkRouting record below explains it.
+            endpoint_kind, address = _decode(agent["endpoints"])[0]
+            # A browser has no address of its own (it registers when the agent signs
+            # in); the switch reaches it by the agent, and the leg needs a name for it.
+            address = address or f"{endpoint_kind}:{aid}"
+            ring = commands.RingAgent(
+                command_id=f"ring:{work_id}:{aid}:{ctx.now.isoformat()}",
+                tenant_id=tenant,
+                call_id=UUID(work_id),
+                call_ref=work["call_ref"],
+                agent_id=UUID(aid),
+                endpoint_kind=endpoint_kind,
+                endpoint_address=address,
+                ring_timeout_seconds=queue["ring_timeout_seconds"],
+            )
+            ctx.publish(commands.subject(tenant, ring), commands.encode(ring))
         attempt = apps.routing.offered(
             tenant,
             kind,
@@ -938,22 +956,6 @@ class Router(ProcessManager):
             queue["ring_timeout_seconds"],
             ctx.now,
         )
-        if kind is WorkKind.CALL:
-            endpoint_kind, address = _decode(agent["endpoints"])[0]
-            # A browser has no address of its own (it registers when the agent signs
-            # in); the switch reaches it by the agent, and the leg needs a name for it.
-            address = address or f"{endpoint_kind}:{aid}"
-            ring = commands.RingAgent(
-                command_id=f"ring:{work_id}:{attempt}",
-                tenant_id=tenant,
-                call_id=UUID(work_id),
-                call_ref=work["call_ref"],
-                agent_id=UUID(aid),
-                endpoint_kind=endpoint_kind,
-                endpoint_address=address,
-                ring_timeout_seconds=queue["ring_timeout_seconds"],
-            )
-            ctx.publish(commands.subject(tenant, ring), commands.encode(ring))
         return ("offered", tenant, work_id, aid, attempt)
 
     def next_due(self) -> datetime | None:
