@@ -24,10 +24,13 @@ rebuild customers`).
 
 from __future__ import annotations
 
+import functools
 import re
 import sqlite3
+import threading
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -46,6 +49,7 @@ _WORD = re.compile(r"\w+")
 # A query is a phone number when it is only digits and the separators people write.
 _PHONE_QUERY = re.compile(r"\+?[0-9\s().\-/]+")
 _PHONE_QUERY_DIGITS = 3
+_NON_DIGIT = re.compile(r"[^0-9]")
 # The last digits find a number from this many on: fewer match half the tenant.
 _SUFFIX_DIGITS = 4
 
@@ -87,11 +91,32 @@ class CustomersReadModel(SqliteReadModel):
         "ON customer_search_terms (customer_id, term)",
     )
 
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self._cursors = threading.local()
+
+    def _cursor(self, db: sqlite3.Connection) -> sqlite3.Cursor:
+        """A cursor on `db` kept for `handle`, giving plain tuples.
+
+        `db.execute` makes a cursor per statement, and sqlite3.Row an object per row:
+        reading a customer's six terms took 13.8 us that way against 8.1 us with this
+        cursor (SQLite 3.40), and a rebuild runs `handle` for every event of the stream.
+        """
+        cursor: sqlite3.Cursor | None = getattr(self._cursors, "cursor", None)
+        if cursor is None or cursor.connection is not db:
+            cursor = db.cursor()
+            cursor.row_factory = None
+            self._cursors.cursor = cursor
+        return cursor
+
     def handle(self, db: sqlite3.Connection, event: Any) -> None:
+        # Few statements per event, each doing little: every event of the stream goes
+        # through here on a rebuild.
+        cur = self._cursor(db)
         cid = str(event.originator_id)
         at = event.timestamp.isoformat()
         if isinstance(event, Customer.Registered):
-            db.execute(
+            cur.execute(
                 "INSERT INTO customers VALUES (?, ?, ?, ?, ?, ?)",
                 (
                     event.tenant_id,
@@ -102,95 +127,111 @@ class CustomersReadModel(SqliteReadModel):
                     at,
                 ),
             )
-            self._write_terms(db, event.tenant_id, cid, event.name, event.identities)
+            _insert_terms(cur, event.tenant_id, cid, set(_terms(event.name, event.identities)))
+            self.changed(event.tenant_id, "customer", cid)
         elif isinstance(event, Customer.Renamed):
-            db.execute(
+            # Read before the update, it is the row a read after it would find (the
+            # first by id), but for the name, which is the event's.
+            row = cur.execute(
+                "SELECT tenant_id, identities FROM customers WHERE id = ?", (cid,)
+            ).fetchone()
+            cur.execute(
                 "UPDATE customers SET name = ?, version = ?, updated_at = ? WHERE id = ?",
                 (event.name, event.originator_version, at, cid),
             )
-            self._index(db, cid)
+            if row is None:
+                cur.execute("DELETE FROM customer_search_terms WHERE customer_id = ?", (cid,))
+            else:
+                self._reindex(cur, row[0], cid, event.name, msgspec.json.decode(row[1]))
         elif isinstance(event, Customer.IdentityAdded):
-            self._set_identities(db, event, lambda ids: ids + [[event.kind, event.value]])
+            self._set_identities(cur, event, lambda ids: ids + [[event.kind, event.value]])
         elif isinstance(event, Customer.IdentityRemoved):
             self._set_identities(
-                db, event, lambda ids: [i for i in ids if i != [event.kind, event.value]]
+                cur, event, lambda ids: [i for i in ids if i != [event.kind, event.value]]
             )
         elif isinstance(event, Customer.Absorbed):
             self._set_identities(
-                db,
+                cur,
                 event,
                 lambda ids: ids + [list(i) for i in event.identities if list(i) not in ids],
             )
         elif isinstance(event, Customer.MergedInto | Customer.Redirected):
-            tenant = db.execute("SELECT tenant_id FROM customers WHERE id = ?", (cid,)).fetchone()
-            db.execute("DELETE FROM customers WHERE id = ?", (cid,))
-            db.execute("DELETE FROM customer_search_terms WHERE customer_id = ?", (cid,))
+            tenant = cur.execute("SELECT tenant_id FROM customers WHERE id = ?", (cid,)).fetchone()
+            cur.execute("DELETE FROM customers WHERE id = ?", (cid,))
+            cur.execute("DELETE FROM customer_search_terms WHERE customer_id = ?", (cid,))
             if tenant is not None:
-                db.execute(
+                cur.execute(
                     "INSERT INTO customer_merges VALUES (?, ?, ?)",
                     (tenant[0], cid, str(event.target_id)),
                 )
                 self.changed(tenant[0], "customer", cid)
             else:
-                db.execute(
+                cur.execute(
                     "UPDATE customer_merges SET merged_into = ? WHERE id = ?",
                     (str(event.target_id), cid),
                 )
         elif isinstance(event, Customer.Event):
             # Profile changes are not shown here yet; the row still follows the version.
-            db.execute(
+            cur.execute(
                 "UPDATE customers SET version = ?, updated_at = ? WHERE id = ?",
-                (event.originator_version, event.timestamp.isoformat(), cid),
+                (event.originator_version, at, cid),
             )
-            self._note(db, cid)
+            row = cur.execute("SELECT tenant_id FROM customers WHERE id = ?", (cid,)).fetchone()
+            if row is not None:
+                self.changed(row[0], "customer", cid)
 
     def _set_identities(
-        self, db: sqlite3.Connection, event: Any, change: Callable[[list[Any]], list[Any]]
+        self, cur: sqlite3.Cursor, event: Any, change: Callable[[list[Any]], list[Any]]
     ) -> None:
         cid = str(event.originator_id)
-        row = db.execute("SELECT identities FROM customers WHERE id = ?", (cid,)).fetchone()
-        db.execute(
+        row = cur.execute(
+            "SELECT tenant_id, name, identities FROM customers WHERE id = ?", (cid,)
+        ).fetchone()
+        identities = change(msgspec.json.decode(row[2]))
+        cur.execute(
             "UPDATE customers SET identities = ?, version = ?, updated_at = ? WHERE id = ?",
             (
-                _json.encode(change(msgspec.json.decode(row[0]))).decode(),
+                _json.encode(identities).decode(),
                 event.originator_version,
                 event.timestamp.isoformat(),
                 cid,
             ),
         )
-        self._index(db, cid)
+        # A read after the update would find the same row (the first by id), with these
+        # identities: no need to read it again.
+        self._reindex(cur, row[0], cid, row[1], identities)
 
-    def _index(self, db: sqlite3.Connection, cid: str) -> None:
-        """Write the customer's search terms afresh from its row.
-
-        From the row, not from the event: two identities may give one term (a Facebook
-        id and a chat id alike), so removing one must not drop the other's term.
-        """
-        row = db.execute(
-            "SELECT tenant_id, name, identities FROM customers WHERE id = ?", (cid,)
-        ).fetchone()
-        db.execute("DELETE FROM customer_search_terms WHERE customer_id = ?", (cid,))
-        if row is not None:
-            self._write_terms(db, row[0], cid, row[1], msgspec.json.decode(row[2]))
-
-    def _write_terms(
+    def _reindex(
         self,
-        db: sqlite3.Connection,
+        cur: sqlite3.Cursor,
         tenant: str,
         cid: str,
         name: str,
         identities: Iterable[Iterable[str]],
     ) -> None:
-        db.executemany(
-            "INSERT INTO customer_search_terms VALUES (?, ?, ?)",
-            [(tenant, term, cid) for term in sorted(set(_terms(name, identities)))],
-        )
-        self.changed(tenant, "customer", cid)
+        """Make the customer's search terms those of its row (name, identities).
 
-    def _note(self, db: sqlite3.Connection, cid: str) -> None:
-        row = db.execute("SELECT tenant_id FROM customers WHERE id = ?", (cid,)).fetchone()
-        if row is not None:
-            self.changed(row[0], "customer", cid)
+        From the row, not from the event: two identities may give one term (a Facebook
+        id and a chat id alike), so removing one must not drop the other's term. The
+        terms held are read and only the difference is written: the same rows as
+        deleting them all and inserting them again, but a rename or a new identity
+        changes one or two of a customer's terms, and each write costs.
+        """
+        wanted = {(tenant, term) for term in _terms(name, identities)}
+        held = set(
+            cur.execute(
+                "SELECT tenant_id, term FROM customer_search_terms WHERE customer_id = ?", (cid,)
+            )
+        )
+        gone = held - wanted
+        if gone:
+            cur.executemany(
+                "DELETE FROM customer_search_terms "
+                "WHERE tenant_id = ? AND term = ? AND customer_id = ?",
+                [(t, term, cid) for t, term in gone],
+            )
+        _insert_terms(cur, tenant, cid, {term for _, term in wanted - held})
+        self.changed(tenant, "customer", cid)
 
     def search(self, tenant_id: str, text: str, limit: int = 50) -> list[dict[str, Any]]:
         """Live customers of the tenant whose name, phone, email or other identity
@@ -257,22 +298,53 @@ class CustomersReadModel(SqliteReadModel):
         return [_customer(r) for r in rows]
 
 
+def _insert_terms(cur: sqlite3.Cursor, tenant: str, cid: str, terms: set[str]) -> None:
+    if terms:
+        cur.executemany(
+            "INSERT INTO customer_search_terms VALUES (?, ?, ?)",
+            [(tenant, term, cid) for term in terms],
+        )
+
+
+class _StripMarks(dict[int, int | None]):
+    """A str.translate table that drops combining marks, filled as characters are met."""
+
+    def __missing__(self, code: int) -> int | None:
+        kept = None if unicodedata.combining(chr(code)) else code
+        self[code] = kept
+        return kept
+
+
+_STRIP_MARKS = _StripMarks()
+
+
 def fold(text: str) -> str:
     """Lower case without accents: what names are indexed and searched as.
 
     đ is a letter of its own in Unicode, not d with a mark, so it is mapped by hand.
     """
     decomposed = unicodedata.normalize("NFKD", text.replace("đ", "d").replace("Đ", "D"))
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+    if decomposed.isascii():
+        return decomposed.casefold()  # no marks to drop
+    return decomposed.translate(_STRIP_MARKS).casefold()
+
+
+@functools.lru_cache(maxsize=4096)
+def _name_terms(name: str) -> tuple[str, ...]:
+    # Cached: a customer's name is indexed again with each change of its identities.
+    return tuple("n:" + word for word in _WORD.findall(fold(name)))
 
 
 def _terms(name: str, identities: Iterable[Iterable[str]]) -> Iterator[str]:
-    for word in _WORD.findall(fold(name)):
-        yield "n:" + word
+    yield from _name_terms(name)
     for kind, value in identities:
         if kind == "phone":
             yield "p:" + value
-            digits = "".join(c for c in value if c.isdigit())
+            if value.isascii():
+                # In ASCII, isdigit() is true of 0-9 only; the regex runs in C.
+                digits = _NON_DIGIT.sub("", value)
+            else:
+                digits = "".join(c for c in value if c.isdigit())
             yield "r:" + digits[::-1]
         elif kind == "email":
             yield "e:" + value.lower()
