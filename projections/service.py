@@ -195,17 +195,21 @@ class ProjectionService:
     def _announce(self, changes: list[Change]) -> None:
         if self.acts:
             self._dirty.set()
-        for change in changes:
-            # Fire and forget: a push lost is refetched by the browser when it reconnects.
-            task = asyncio.ensure_future(self._publish_change(change))
-            self._tasks.append(task)
-            task.add_done_callback(self._tasks.remove)
+        if not changes:
+            return
+        # One task per burst, each change once: a burst often touches a row many times.
+        # Fire and forget: a push lost is refetched by the browser when it reconnects.
+        task = asyncio.ensure_future(self._publish_changes(list(dict.fromkeys(changes))))
+        self._tasks.append(task)
+        task.add_done_callback(self._tasks.remove)
 
-    async def _publish_change(self, change: Change) -> None:
-        try:
-            await self._nc.publish(live.subject(change), live.encode(change))
-        except Exception as error:  # noqa: BLE001
-            log.debug("live update %s not published: %s", change, error)
+    async def _publish_changes(self, changes: list[Change]) -> None:
+        for change in changes:
+            try:
+                await self._nc.publish(live.subject(change), live.encode(change))
+            except Exception as error:  # noqa: BLE001
+                log.debug("live update %s not published: %s", change, error)
+                return
 
     def _park(self, upstream: str, error: Exception) -> None:
         stream = self.layouts[upstream].stream
