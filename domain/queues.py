@@ -2,8 +2,9 @@
 
 A `Queue` is configuration: its routing policy and that policy's parameters, how long an
 agent rings and a caller waits, where calls go when nobody can take them or the queue is
-closed (CC11: by a business calendar named on the tenant), the channels it serves and
-the pickup groups whose members take its work (AX15).
+closed (CC11: by a business calendar named on the tenant), the channels it serves, the
+pickup groups whose members take its work (AX15) and the SLA policy its conversations are
+held to (CC22: the SLA timers start their clocks from it).
 
 `route()` is the heart of routing and is pure: given the queue's `RoutingRules`, the
 candidate agents as the routing process manager sees them, the round-robin cursor and
@@ -209,6 +210,11 @@ class Queue(TenantAggregate):
     class PickupGroupRemoved(TenantAggregate.Event):
         group: str
 
+    class SlaPolicySet(TenantAggregate.Event):
+        """The SLA policy of the conversations this queue serves from now on (None: no SLA)."""
+
+        policy_id: UUID | None
+
     @event(Created)
     def __init__(self, tenant_id: str, name: str, channels: list[str]) -> None:
         self.tenant_id = tenant_id
@@ -226,6 +232,7 @@ class Queue(TenantAggregate):
         self.calendar_name: str | None = None
         self.when_closed: Fallback | None = None
         self.pickup_groups: frozenset[str] = frozenset()
+        self.sla_policy_id: UUID | None = None
 
     @classmethod
     def create(cls, tenant_id: str, name: str, channels: Iterable[Channel]) -> Queue:
@@ -283,6 +290,10 @@ class Queue(TenantAggregate):
     @event(PickupGroupRemoved)
     def _remove_pickup_group(self, group: str) -> None:
         self.pickup_groups = self.pickup_groups - {group}
+
+    @event(SlaPolicySet)
+    def _set_sla_policy(self, policy_id: UUID | None) -> None:
+        self.sla_policy_id = policy_id
 
     def rename(self, name: str) -> None:
         name = clean_name(name, "a queue name", 100, InvalidQueue)
@@ -397,6 +408,17 @@ class Queue(TenantAggregate):
     def remove_pickup_group(self, group: str) -> None:
         if group in self.pickup_groups:
             self._remove_pickup_group(group)
+
+    def set_sla_policy(self, policy_id: UUID | None) -> None:
+        """Holds the queue's conversations to this SLA policy of the tenant; None: no SLA.
+
+        The policy is not looked up here (another application holds it): a policy the
+        tenant does not have starts no clock, which is what the SLA timers check.
+        """
+        if policy_id is not None and not isinstance(policy_id, UUID):
+            raise InvalidQueue("an SLA policy is named by its id")
+        if policy_id != self.sla_policy_id:
+            self._set_sla_policy(policy_id)
 
     @property
     def rules(self) -> RoutingRules:
@@ -532,6 +554,9 @@ class Queues(TenantApplication):
     def remove_pickup_group(self, tenant_id: str, queue_id: UUID, group: str) -> None:
         self.change(tenant_id, queue_id, Queue, lambda q: q.remove_pickup_group(group))
 
+    def set_sla_policy(self, tenant_id: str, queue_id: UUID, policy_id: UUID | None) -> None:
+        self.change(tenant_id, queue_id, Queue, lambda q: q.set_sla_policy(policy_id))
+
     def rules(self, tenant_id: str, queue_id: UUID) -> RoutingRules:
         """The queue's routing rules, for a process manager to keep and call `route()` with."""
         return self.get_owned(tenant_id, queue_id, Queue).rules
@@ -565,5 +590,6 @@ class Queues(TenantApplication):
             "calendar_name": queue.calendar_name,
             "when_closed": _fallback_dict(queue.when_closed),
             "pickup_groups": sorted(queue.pickup_groups),
+            "sla_policy_id": str_or_none(queue.sla_policy_id),
             "version": queue.version,
         }

@@ -8,6 +8,8 @@ State (tables, one upstream stream each, see projections.readmodel):
 | `policies` | sla_policies | each policy's targets, calendar name, warning ratio, and the version of its last change to them |
 | `tickets`, `ticket_pauses` | tickets | priority, status, policy, first public reply, first resolution; each wait on the customer (pending) with its start and end |
 | `conversations` | conversations | each conversation's channel (a ticket's targets follow its first linked conversation's channel) |
+| `conversation_states`, `conversation_pauses`, `conversation_queues` | conversations | a conversation's status, first agent reply, first resolution; each wait on the customer; each queue it entered, and when |
+| `queues` | queues | each queue's SLA policy, and when it was last set |
 | `clocks` | sla_clocks | each clock as its events left it: terms, pauses, due times, warned, breached, met or stopped |
 
 What counts, for a ticket with an SLA policy (the policy is a domain decision: SlaPolicySet):
@@ -34,12 +36,29 @@ state, so an act that runs again before its events came back repeats nothing. Af
 restart everything that fell due meanwhile fires at the first act, once, with the time it
 was due recorded apart from the time it was noticed (see domain.sla_clocks).
 
-Live-update kind (`changed`): "sla", keyed by the subject's id, whenever one of its
-clocks changes.
+What counts, for a conversation (its queue names the policy: Queue.SlaPolicySet):
 
-Conversations: the domain names no SLA policy for a conversation yet, so no conversation
-clock is started here; clocks of kind "conversation" started by another caller are warned
-and breached like any other, but nothing here pauses or meets them.
+- its stay in each queue is a stint, from when it started in the queue or was moved to
+  it; a stint is covered when its queue names a policy of the tenant this manager knows,
+  uncovered when the queue names none, and neither while the queue or the policy is not
+  known yet (an upstream behind, or another tenant's policy: no start, no stop);
+- both clocks start when the first covered stint began, on that queue's policy, with the
+  targets for Normal priority (conversations have none of their own) and the
+  conversation's channel; each later covered stint retargets them to its queue's policy;
+- the first uncovered stint after that stops both (moved to a queue without SLA, or the
+  queue's policy was cleared while it was there); the clock of a subject is one for
+  good, so a later covered stint does not start it again;
+- pending pauses both; the first agent reply (`MessageSent.first_response`) meets the
+  first-response clock; the first resolved or closed meets the resolution clock and
+  stops an unanswered first-response clock, as for tickets.
+
+The clocks follow from the stints as they are known when `act` runs, not from the order
+`act` saw them in: a conversation moved from one queue to another while the manager was
+down gets the clocks it would have had running (started on the first queue's policy,
+then retargeted or stopped at the move).
+
+Live-update kind (`changed`): "sla", keyed by the subject's id (ticket or conversation),
+whenever one of its clocks changes.
 """
 
 from __future__ import annotations
@@ -49,13 +68,15 @@ import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any, NamedTuple
 from uuid import UUID
 
 import msgspec
 
 from domain.calendars import calendar_from_builtins
-from domain.conversations import Conversation
+from domain.conversations import Conversation, ConversationStatus
+from domain.queues import Queue
 from domain.sla import DEFAULT_WARNING_RATIO, SlaPolicy, SlaTerms, Targets, targets_for
 from domain.sla_clocks import (
     ClockFinished,
@@ -81,7 +102,11 @@ _decode = msgspec.json.decode
 # Fixed width and always UTC, so that SQL compares times as text correctly.
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 _ENDED = (TicketStatus.RESOLVED.value, TicketStatus.CLOSED.value)
+_CONVERSATION_ENDED = (ConversationStatus.RESOLVED, ConversationStatus.CLOSED)
 _TICKET = SubjectKind.TICKET.value
+_CONVERSATION = SubjectKind.CONVERSATION.value
+# The domain gives a conversation no priority: its targets are those of Normal work.
+_CONVERSATION_PRIORITY = Priority.NORMAL.value
 
 
 def _ts(at: datetime) -> str:
@@ -130,54 +155,78 @@ class _End:
 
 
 @dataclass(frozen=True)
-class _TicketFacts:
-    """What the tickets, policies, calendars and conversations say about one ticket."""
+class _Facts:
+    """What the upstreams say about one ticket or conversation, for its two clocks."""
 
     tenant_id: str
+    kind: SubjectKind
     id: UUID
-    raised_at: datetime
-    has_policy: bool
+    started_at: datetime  # when its clocks start (counted from), if they start
+    start_terms: dict[Metric, ClockTerms]  # the terms a clock starts on; empty: none starts
+    dropped: _End | None  # the SLA stopped applying to it
+    unanswered: str  # why a first-response clock stops at the end without a reply
     responded_at: datetime | None
     ended_at: datetime | None
     terms_at: datetime  # the latest change of anything its terms are derived from
     pauses: tuple[_Pause, ...]
-    terms: dict[Metric, ClockTerms]  # empty: no policy, or one this manager does not know
+    terms: dict[Metric, ClockTerms]  # in force now; empty: none this manager knows
 
     def end(self, metric: Metric) -> _End | None:
         ends: list[_End] = []
-        if not self.has_policy:
-            ends.append(_End(self.terms_at, "the ticket's SLA policy was removed"))
+        if self.dropped is not None:
+            ends.append(self.dropped)
         if metric is Metric.FIRST_RESPONSE:
             if self.responded_at is not None:
                 ends.append(_End(self.responded_at, None))
             if self.ended_at is not None:
-                ends.append(_End(self.ended_at, "resolved without a public reply"))
+                ends.append(_End(self.ended_at, self.unanswered))
         elif self.ended_at is not None:
             ends.append(_End(self.ended_at, None))
         # Met wins a tie: a reply in the same instant as the resolution was a reply.
         return min(ends, key=lambda e: (e.at, e.reason is not None), default=None)
 
 
-# The fingerprint of what a ticket's terms come from, in SQL, so that only tickets whose
+def _terms_key(policy: str, priority: str, channel: str) -> str:
+    return (
+        f"{policy} || '@' || p.terms_version || '/' || {priority} || '/' || {channel} || '/' "
+        "|| COALESCE(p.calendar_name || '@' || COALESCE(cal.version, 0), '24/7')"
+    )
+
+
+# The fingerprint of what a subject's terms come from, in SQL, so that only subjects whose
 # fingerprint differs from their clocks' come back to Python. It is also the key the
-# clocks record: computed here only, never rebuilt in Python.
-_WANTED_KEY = (
-    "t.policy_id || '@' || p.terms_version || '/' || t.priority || '/' "
-    "|| COALESCE(cv.channel, '-') || '/' "
-    "|| COALESCE(p.calendar_name || '@' || COALESCE(cal.version, 0), '24/7')"
-)
+# clocks record: computed here only, never rebuilt in Python. The ticket's text is stored
+# in its clocks' events: changing it would retarget every running ticket clock.
+_WANTED_KEY = _terms_key("t.policy_id", "t.priority", "COALESCE(cv.channel, '-')")
+# A conversation's fingerprint leaves out the queue, so that a move between queues with
+# the same policy changes nothing.
+_CONVERSATION_KEY = _terms_key("p.id", f"'{_CONVERSATION_PRIORITY}'", "w.channel")
 _TICKET_JOINS = """
     LEFT JOIN policies p ON p.id = t.policy_id AND p.tenant_id = t.tenant_id
     LEFT JOIN calendars cal ON cal.tenant_key = t.tenant_key AND cal.name = p.calendar_name
     LEFT JOIN conversations cv ON cv.id = t.origin_conversation_id AND cv.tenant_id = t.tenant_id
 """
+# A conversation's stint `s` in a queue, with its queue, the queue's policy and calendar.
+_STINT_JOINS = """
+    LEFT JOIN queues q ON q.id = s.queue_id AND q.tenant_id = s.tenant_id
+    LEFT JOIN policies p ON p.id = q.policy_id AND p.tenant_id = s.tenant_id
+    LEFT JOIN calendars cal ON cal.tenant_key = w.tenant_key AND cal.name = p.calendar_name
+"""
+# The conversation `w`'s first covered stint's number, or 0.
+_FIRST_COVERED = """COALESCE((
+    SELECT min(f.number) FROM conversation_queues f
+    JOIN queues fq ON fq.id = f.queue_id AND fq.tenant_id = f.tenant_id
+    JOIN policies fp ON fp.id = fq.policy_id AND fp.tenant_id = f.tenant_id
+    WHERE f.conversation_id = w.id AND f.tenant_id = w.tenant_id), 0)"""
+_DROPPED = "the conversation's queue has no SLA policy"
 
 
 class SlaTimers(ProcessManager):
-    """Starts, pauses, resumes, retargets, meets, warns and breaches tickets' SLA clocks."""
+    """Starts, pauses, resumes, retargets, meets, warns and breaches the SLA clocks of
+    tickets and conversations."""
 
     name = "sla_timers"
-    upstreams = ("tenants", "sla_policies", "tickets", "conversations", "sla_clocks")
+    upstreams = ("tenants", "sla_policies", "tickets", "conversations", "queues", "sla_clocks")
     schema = (
         """CREATE TABLE IF NOT EXISTS calendars (
             tenant_key TEXT NOT NULL, name TEXT NOT NULL, calendar TEXT,
@@ -206,6 +255,27 @@ class SlaTimers(ProcessManager):
         """CREATE TABLE IF NOT EXISTS conversations (
             id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, channel TEXT NOT NULL
         )""",
+        # Not more columns of `conversations`: a file from before conversations had
+        # clocks keeps that table as it was, gets these new, and a rebuild fills them.
+        """CREATE TABLE IF NOT EXISTS conversation_states (
+            id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, tenant_key TEXT NOT NULL,
+            channel TEXT NOT NULL, status TEXT NOT NULL, responded_at TEXT, ended_at TEXT,
+            pauses INTEGER NOT NULL, queues INTEGER NOT NULL
+        )""",
+        """CREATE TABLE IF NOT EXISTS conversation_pauses (
+            conversation_id TEXT NOT NULL, number INTEGER NOT NULL, tenant_id TEXT NOT NULL,
+            paused_at TEXT NOT NULL, resumed_at TEXT,
+            PRIMARY KEY (conversation_id, number)
+        )""",
+        """CREATE TABLE IF NOT EXISTS conversation_queues (
+            conversation_id TEXT NOT NULL, number INTEGER NOT NULL, tenant_id TEXT NOT NULL,
+            queue_id TEXT NOT NULL, entered_at TEXT NOT NULL,
+            PRIMARY KEY (conversation_id, number)
+        )""",
+        "CREATE INDEX IF NOT EXISTS conversation_queues_by_queue ON conversation_queues (queue_id)",
+        """CREATE TABLE IF NOT EXISTS queues (
+            id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, policy_id TEXT, policy_at TEXT
+        )""",
         """CREATE TABLE IF NOT EXISTS clocks (
             id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, subject_kind TEXT NOT NULL,
             subject_id TEXT NOT NULL, metric TEXT NOT NULL, policy_id TEXT NOT NULL,
@@ -229,10 +299,18 @@ class SlaTimers(ProcessManager):
             self._on_policy(db, event)
         elif isinstance(event, Tenant.CalendarDefined | Tenant.CalendarRemoved):
             self._on_calendar(db, event)
-        elif isinstance(event, Conversation.Started):
+        elif isinstance(event, Conversation.Event):
+            self._on_conversation(db, event)
+        elif isinstance(event, Queue.Created):
             db.execute(
-                "INSERT OR IGNORE INTO conversations VALUES (?, ?, ?)",
-                (str(event.originator_id), event.tenant_id, str(event.channel)),
+                "INSERT OR IGNORE INTO queues VALUES (?, ?, NULL, NULL)",
+                (str(event.originator_id), event.tenant_id),
+            )
+        elif isinstance(event, Queue.SlaPolicySet):
+            policy = None if event.policy_id is None else str(event.policy_id)
+            db.execute(
+                "UPDATE queues SET policy_id = ?, policy_at = ? WHERE id = ?",
+                (policy, _ts(event.timestamp), str(event.originator_id)),
             )
 
     def _on_calendar(self, db: sqlite3.Connection, e: Any) -> None:
@@ -353,6 +431,68 @@ class SlaTimers(ProcessManager):
             (status.value, pauses, ended, tid),
         )
 
+    def _on_conversation(self, db: sqlite3.Connection, e: Any) -> None:
+        cid = str(e.originator_id)
+        if isinstance(e, Conversation.Started):
+            channel = str(e.channel)
+            db.execute(
+                "INSERT OR IGNORE INTO conversations VALUES (?, ?, ?)", (cid, e.tenant_id, channel)
+            )
+            tenant_key = str(Tenant.create_id(e.tenant_id))
+            queues = 0 if e.queue_id is None else 1
+            db.execute(
+                "INSERT OR IGNORE INTO conversation_states "
+                "VALUES (?, ?, ?, ?, 'open', NULL, NULL, 0, ?)",
+                (cid, e.tenant_id, tenant_key, channel, queues),
+            )
+            if e.queue_id is not None:
+                # Started in the queue: it has waited there since it started.
+                db.execute(
+                    "INSERT OR IGNORE INTO conversation_queues VALUES (?, 1, ?, ?, ?)",
+                    (cid, e.tenant_id, str(e.queue_id), _ts(e.at)),
+                )
+            return
+        row = db.execute(
+            "SELECT tenant_id, pauses, queues FROM conversation_states WHERE id = ?", (cid,)
+        ).fetchone()
+        if row is None:
+            return
+        tenant_id, pauses, queues = row
+        if isinstance(e, Conversation.MovedToQueue):
+            queues += 1
+            db.execute(
+                "INSERT INTO conversation_queues VALUES (?, ?, ?, ?, ?)",
+                (cid, queues, tenant_id, str(e.queue_id), _ts(e.timestamp)),
+            )
+            db.execute("UPDATE conversation_states SET queues = ? WHERE id = ?", (queues, cid))
+        elif isinstance(e, Conversation.MessageSent) and e.first_response:
+            # The domain's own time of the first response (`first_response_at`).
+            db.execute(
+                "UPDATE conversation_states SET responded_at = COALESCE(responded_at, ?) "
+                "WHERE id = ?",
+                (_ts(e.at), cid),
+            )
+        elif isinstance(e, Conversation.StatusChanged):
+            status, at = ConversationStatus(e.status), _ts(e.timestamp)
+            if ConversationStatus(e.previous) is ConversationStatus.PENDING:
+                db.execute(
+                    "UPDATE conversation_pauses SET resumed_at = ? "
+                    "WHERE conversation_id = ? AND number = ?",
+                    (at, cid, pauses),
+                )
+            if status is ConversationStatus.PENDING:
+                pauses += 1
+                db.execute(
+                    "INSERT INTO conversation_pauses VALUES (?, ?, ?, ?, NULL)",
+                    (cid, pauses, tenant_id, at),
+                )
+            ended = at if status in _CONVERSATION_ENDED else None
+            db.execute(
+                "UPDATE conversation_states SET status = ?, pauses = ?, "
+                "ended_at = COALESCE(ended_at, ?) WHERE id = ?",
+                (status.value, pauses, ended, cid),
+            )
+
     def _on_clock(self, db: sqlite3.Connection, e: Any) -> None:
         cid = str(e.originator_id)
         if isinstance(e, SlaClock.Started):
@@ -433,18 +573,29 @@ class SlaTimers(ProcessManager):
         db = self.connect()
         decisions: list[SlaDecision] = []
         done: set[UUID] = set()
-        for tenant_id, ticket_id in self._tickets_to_follow(db):
-            facts = self._ticket_facts(db, tenant_id, ticket_id)
+        subjects = chain(
+            (self._ticket_facts(db, *subject) for subject in self._tickets_to_follow(db)),
+            (
+                self._conversation_facts(db, *subject)
+                for subject in self._conversations_to_follow(db)
+            ),
+        )
+        for facts in subjects:
             if facts is None:
                 continue
-            known = self._ticket_clocks(db, tenant_id, ticket_id)
+            known = self._clocks_of(db, facts)
             for metric in Metric:
                 clock = known.get(metric)
                 if clock is None:
-                    if metric not in facts.terms:
+                    if metric not in facts.start_terms:
                         continue
                     clock = clocks.start(
-                        tenant_id, _TICKET, ticket_id, metric, facts.terms[metric], facts.raised_at
+                        facts.tenant_id,
+                        facts.kind,
+                        facts.id,
+                        metric,
+                        facts.start_terms[metric],
+                        facts.started_at,
                     )
                     decisions += _decisions(clock)
                 if clock.status in (ClockStatus.MET, ClockStatus.STOPPED):
@@ -462,11 +613,11 @@ class SlaTimers(ProcessManager):
         self,
         clocks: SlaClocks,
         clock: ClockView,
-        facts: _TicketFacts,
+        facts: _Facts,
         now: datetime,
         decisions: list[SlaDecision],
     ) -> ClockView:
-        """Bring one ticket clock up to the ticket's facts, in the order they happened."""
+        """Bring one clock up to its subject's facts, in the order they happened."""
         tenant, cid = clock.tenant_id, clock.id
         steps: list[tuple[datetime, Callable[[], ClockView]]] = []
         for p in facts.pauses:
@@ -549,7 +700,7 @@ class SlaTimers(ProcessManager):
 
     def _ticket_facts(
         self, db: sqlite3.Connection, tenant_id: str, ticket_id: UUID
-    ) -> _TicketFacts | None:
+    ) -> _Facts | None:
         row = db.execute(
             f"""
             SELECT t.*, p.id AS p_id, p.default_targets, p.rows, p.calendar_name,
@@ -571,24 +722,130 @@ class SlaTimers(ProcessManager):
             )
         )
         changes = [row["terms_at"], row["p_updated_at"], row["cal_updated_at"]]
-        return _TicketFacts(
+        terms_at = _at(max(c for c in changes if c is not None))
+        terms = _terms(row) if row["p_id"] is not None else {}
+        return _Facts(
             tenant_id=tenant_id,
+            kind=SubjectKind.TICKET,
             id=ticket_id,
-            raised_at=_at(row["raised_at"]),
-            has_policy=row["policy_id"] is not None,
+            started_at=_at(row["raised_at"]),
+            start_terms=terms,
+            dropped=(
+                None
+                if row["policy_id"] is not None
+                else _End(terms_at, "the ticket's SLA policy was removed")
+            ),
+            unanswered="resolved without a public reply",
             responded_at=_at_or_none(row["responded_at"]),
             ended_at=_at_or_none(row["ended_at"]),
-            terms_at=_at(max(c for c in changes if c is not None)),
+            terms_at=terms_at,
             pauses=pauses,
-            terms=_ticket_terms(row) if row["p_id"] is not None else {},
+            terms=terms,
         )
 
-    def _ticket_clocks(
-        self, db: sqlite3.Connection, tenant_id: str, ticket_id: UUID
-    ) -> dict[Metric, ClockView]:
+    def _conversations_to_follow(self, db: sqlite3.Connection) -> list[tuple[str, UUID]]:
+        """Conversations with a covered stint and a clock missing, or with an open clock
+        behind them (the same tests as `_conversation_facts` makes, in SQL)."""
+        rows = db.execute(
+            f"""
+            SELECT s.tenant_id, s.conversation_id FROM queues q
+            JOIN policies p ON p.id = q.policy_id AND p.tenant_id = q.tenant_id
+            -- From the queues with a policy (CROSS JOIN keeps this order): the
+            -- conversations of queues without one, and of tenants without SLA, are skipped.
+            CROSS JOIN conversation_queues s ON s.queue_id = q.id AND s.tenant_id = q.tenant_id
+            WHERE (SELECT count(*) FROM clocks c WHERE c.subject_id = s.conversation_id
+                   AND c.tenant_id = s.tenant_id AND c.subject_kind = '{_CONVERSATION}') < 2
+            UNION
+            SELECT w.tenant_id, w.id FROM clocks k
+            JOIN conversation_states w ON w.id = k.subject_id AND w.tenant_id = k.tenant_id
+            LEFT JOIN conversation_queues s ON s.conversation_id = w.id
+                AND s.tenant_id = w.tenant_id AND s.number = w.queues
+            {_STINT_JOINS}
+            WHERE k.subject_kind = '{_CONVERSATION}' AND k.status IN ('running', 'paused') AND (
+                w.pauses != k.pauses
+                OR (k.status = 'paused') != (w.status = 'pending')
+                OR w.ended_at IS NOT NULL
+                OR (k.metric = 'first_response' AND w.responded_at IS NOT NULL)
+                OR (p.id IS NOT NULL AND {_CONVERSATION_KEY} != k.terms_key)
+                OR EXISTS (
+                    SELECT 1 FROM conversation_queues u
+                    JOIN queues uq ON uq.id = u.queue_id AND uq.tenant_id = u.tenant_id
+                    WHERE u.conversation_id = w.id AND u.tenant_id = w.tenant_id
+                    AND uq.policy_id IS NULL AND u.number > {_FIRST_COVERED}
+                )
+            )
+            ORDER BY 1, 2
+            """
+        )
+        return [(r[0], UUID(r[1])) for r in rows]
+
+    def _conversation_facts(
+        self, db: sqlite3.Connection, tenant_id: str, conversation_id: UUID
+    ) -> _Facts | None:
+        cid = str(conversation_id)
+        state = db.execute(
+            "SELECT * FROM conversation_states WHERE id = ? AND tenant_id = ?", (cid, tenant_id)
+        ).fetchone()
+        stints = db.execute(
+            f"""
+            SELECT s.number, s.entered_at, q.id AS q_id, q.policy_id AS q_policy_id,
+                   q.policy_at, p.id AS p_id, p.default_targets, p.rows, p.calendar_name,
+                   p.warning_ratio, p.updated_at AS p_updated_at, cal.calendar,
+                   cal.updated_at AS cal_updated_at, w.channel,
+                   '{_CONVERSATION_PRIORITY}' AS priority, {_CONVERSATION_KEY} AS wanted_key
+            FROM conversation_states w
+            JOIN conversation_queues s ON s.conversation_id = w.id AND s.tenant_id = w.tenant_id
+            {_STINT_JOINS}
+            WHERE w.id = ? AND w.tenant_id = ?
+            ORDER BY s.number
+            """,
+            (cid, tenant_id),
+        ).fetchall()
+        if state is None or not stints:
+            return None
+        first = next((r for r in stints if r["p_id"] is not None), None)
+        after = 0 if first is None else first["number"]
+        # Uncovered since it entered the queue, or since the queue's policy was cleared
+        # while it was there; only what comes after the start stops the clocks.
+        dropped = [
+            _End(_at(max(r["entered_at"], r["policy_at"] or r["entered_at"])), _DROPPED)
+            for r in stints
+            if r["number"] > after and r["q_id"] is not None and r["q_policy_id"] is None
+        ]
+        current = stints[-1]
+        changes = [
+            current["entered_at"],
+            current["policy_at"],
+            current["p_updated_at"],
+            current["cal_updated_at"],
+        ]
+        pauses = tuple(
+            _Pause(r[0], _at(r[1]), _at_or_none(r[2]))
+            for r in db.execute(
+                "SELECT number, paused_at, resumed_at FROM conversation_pauses "
+                "WHERE conversation_id = ? AND tenant_id = ? ORDER BY number",
+                (cid, tenant_id),
+            )
+        )
+        return _Facts(
+            tenant_id=tenant_id,
+            kind=SubjectKind.CONVERSATION,
+            id=conversation_id,
+            started_at=_at((first or stints[0])["entered_at"]),
+            start_terms={} if first is None else _terms(first),
+            dropped=min(dropped, key=lambda e: e.at, default=None),
+            unanswered="resolved without a reply",
+            responded_at=_at_or_none(state["responded_at"]),
+            ended_at=_at_or_none(state["ended_at"]),
+            terms_at=_at(max(c for c in changes if c is not None)),
+            pauses=pauses,
+            terms={} if current["p_id"] is None else _terms(current),
+        )
+
+    def _clocks_of(self, db: sqlite3.Connection, facts: _Facts) -> dict[Metric, ClockView]:
         rows = db.execute(
             "SELECT * FROM clocks WHERE subject_id = ? AND tenant_id = ? AND subject_kind = ?",
-            (str(ticket_id), tenant_id, _TICKET),
+            (str(facts.id), facts.tenant_id, facts.kind.value),
         )
         return {Metric(r["metric"]): _view(r) for r in rows}
 
@@ -674,8 +931,8 @@ def _view(r: sqlite3.Row) -> ClockView:
     )
 
 
-def _ticket_terms(row: sqlite3.Row) -> dict[Metric, ClockTerms]:
-    """Each clock's terms for a ticket, by `targets_for` on its policy."""
+def _terms(row: sqlite3.Row) -> dict[Metric, ClockTerms]:
+    """Each clock's terms for a ticket or a conversation, by `targets_for` on its policy."""
     default = _decode(row["default_targets"])
     terms = SlaTerms(
         rows={

@@ -393,3 +393,50 @@ def test_required_skills_are_named_in_lower_case_as_agents_skills_are(queues: Qu
         TENANT, "Billing", policy=RoutingPolicy.SKILL, required_skills={" Billing ": 3}
     )
     assert queues.rules(TENANT, queue_id).required_skills == {"billing": 3}
+
+
+# The SLA policy of the queue's conversations (CC22)
+
+
+def test_a_queue_names_the_sla_policy_of_its_conversations(queues: Queues) -> None:
+    queue_id = queues.create(TENANT, "Chat")
+    assert queues.get(TENANT, queue_id)["sla_policy_id"] is None
+    policy, other = uuid4(), uuid4()
+    queues.set_sla_policy(TENANT, queue_id, policy)
+    queue = queues.get(TENANT, queue_id)
+    assert queue["sla_policy_id"] == str(policy)
+    # The same policy again records nothing; another replaces it; None clears it.
+    queues.set_sla_policy(TENANT, queue_id, policy)
+    assert queues.get(TENANT, queue_id)["version"] == queue["version"]
+    queues.set_sla_policy(TENANT, queue_id, other)
+    assert queues.get(TENANT, queue_id)["sla_policy_id"] == str(other)
+    queues.set_sla_policy(TENANT, queue_id, None)
+    queues.set_sla_policy(TENANT, queue_id, None)
+    queue = queues.get(TENANT, queue_id)
+    assert (queue["sla_policy_id"], queue["version"]) == (None, 4)
+
+
+def test_the_sla_policy_survives_replay_as_an_id(queues: Queues) -> None:
+    queue_id = queues.create(TENANT, "Chat")
+    policy = uuid4()
+    queues.set_sla_policy(TENANT, queue_id, policy)
+    [event] = [
+        e for e in queues.repository.event_store.get(queue_id) if type(e).__name__ == "SlaPolicySet"
+    ]
+    assert event.policy_id == policy
+    # A fresh load replays the stored events through the transcoder.
+    assert queues.repository.get(queue_id, version=None).sla_policy_id == policy
+
+
+def test_an_sla_policy_is_named_by_its_id(queues: Queues) -> None:
+    queue_id = queues.create(TENANT, "Chat")
+    with pytest.raises(InvalidQueue):
+        queues.set_sla_policy(TENANT, queue_id, str(uuid4()))  # type: ignore[arg-type]
+    assert queues.get(TENANT, queue_id)["sla_policy_id"] is None
+
+
+def test_another_tenant_cannot_set_the_queues_sla_policy(queues: Queues) -> None:
+    queue_id = queues.create(TENANT, "Chat")
+    with pytest.raises(NotFound):
+        queues.set_sla_policy("other", queue_id, uuid4())
+    assert queues.get(TENANT, queue_id)["sla_policy_id"] is None

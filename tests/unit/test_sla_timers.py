@@ -24,6 +24,7 @@ import pytest
 
 from domain.calendars import BusinessCalendar, Holiday, OpeningHours, Weekday
 from domain.conversations import Conversations
+from domain.queues import Queues
 from domain.sla import SlaPolicies
 from domain.sla_clocks import SlaClock, SlaClocks
 from domain.tenants import Tenants
@@ -68,10 +69,18 @@ class Harness:
         self.policies = SlaPolicies()
         self.tickets = Tickets()
         self.conversations = Conversations()
+        self.queues = Queues()
         self.clocks = SlaClocks()
         self.apps: dict[str, Any] = {
             str(a.name): a
-            for a in (self.tenants, self.policies, self.tickets, self.conversations, self.clocks)
+            for a in (
+                self.tenants,
+                self.policies,
+                self.tickets,
+                self.conversations,
+                self.queues,
+                self.clocks,
+            )
         }
         self.path = path
         self.timers = SlaTimers(path)
@@ -427,3 +436,344 @@ def test_tenant_walls(h: Harness) -> None:
     assert h.state(theirs, OTHER) == {}
     assert h.state(ours, OTHER) == {}
     assert set(h.state(ours)) == {"first_response", "resolution"}
+
+
+# Conversations: their queue names the policy (CC22)
+
+
+def chat_queue(h: Harness, policy: UUID | None, tenant: str = TENANT) -> UUID:
+    queue = h.queues.create(tenant, "Chat", channels=[Channel.CHAT, Channel.EMAIL])
+    if policy is not None:
+        h.queues.set_sla_policy(tenant, queue, policy)
+    return queue
+
+
+def chat(h: Harness, when: datetime, queue: UUID | None, tenant: str = TENANT) -> UUID:
+    """A chat the customer opened with a first message at `when`, in `queue`."""
+    h.wall = when
+    conversation = h.conversations.start(tenant, Channel.CHAT, CUSTOMER, queue_id=queue, at=when)
+    h.conversations.receive_message(tenant, conversation, f"in-{uuid4()}", "Xin chào", at=when)
+    return conversation
+
+
+def answer(h: Harness, when: datetime, conversation: UUID, agent: UUID | None = AGENT) -> None:
+    h.at(when).conversations.send_message(
+        TENANT, conversation, f"out-{uuid4()}", agent, "Dạ, em chào anh", at=when
+    )
+
+
+def by_metric(h: Harness, subject: UUID, field: str) -> dict[str, Any]:
+    return {metric: clock[field] for metric, clock in h.state(subject).items()}
+
+
+def test_a_chat_in_a_queue_with_a_policy_gets_both_clocks_on_business_hours(h: Harness) -> None:
+    # The conversation's own row: Normal priority (it has none) on its channel.
+    h.policies.set_targets(TENANT, h.policy, Priority.NORMAL, Channel.CHAT, 2 * HOUR, 8 * HOUR)
+    h.policies.set_targets(TENANT, h.policy, Priority.HIGH, Channel.CHAT, 1800, 4 * HOUR)
+    h.policies.set_targets(TENANT, h.policy, Priority.NORMAL, Channel.EMAIL, 8 * HOUR, 16 * HOUR)
+    conversation = chat(h, saigon(FRI, 16, 30), chat_queue(h, h.policy))
+    decisions = h.act(saigon(FRI, 16, 31))
+    assert kinds(decisions) == {("first_response", "Started"): 1, ("resolution", "Started"): 1}
+    assert {(d.subject_kind, d.subject_id) for d in decisions} == {("conversation", conversation)}
+    state = h.state(conversation)
+    assert {c["subject_kind"] for c in state.values()} == {"conversation"}
+    assert state["first_response"]["status"] == "running"
+    # Half an hour on Friday, the rest from Monday 08:00.
+    assert h.due(conversation) == saigon(MON, 9, 30)
+    assert h.due(conversation, "resolution") == saigon(MON, 15, 30)
+    assert h.timers.next_due() == saigon(MON, 9)  # the warning, at 75% of two hours
+    assert h.act(saigon(FRI, 16, 32)) == []
+
+
+def test_an_agent_reply_meets_the_first_response_clock(h: Harness) -> None:
+    conversation = chat(h, saigon(MON, 9), chat_queue(h, h.policy))
+    h.act(saigon(MON, 9))
+    answer(h, saigon(MON, 9, 10), conversation, agent=None)
+    assert h.act(saigon(MON, 9, 11)) == []  # an automatic acknowledgement is no response
+    # Sent at 09:30 by the channel's clock, recorded a little later: the reply counts.
+    h.at(saigon(MON, 9, 31)).conversations.send_message(
+        TENANT, conversation, "out-1", AGENT, "Dạ, em chào anh", at=saigon(MON, 9, 30)
+    )
+    assert kinds(h.act(saigon(MON, 9, 31))) == {("first_response", "Met"): 1}
+    answer(h, saigon(MON, 9, 40), conversation)
+    assert h.act(saigon(MON, 9, 41)) == []
+    state = h.state(conversation)
+    assert (state["first_response"]["status"], state["resolution"]["status"]) == (
+        "met",
+        "running",
+    )
+    assert datetime.fromisoformat(state["first_response"]["ended_at"]) == saigon(MON, 9, 30)
+
+
+def test_resolving_meets_the_resolution_clock_and_reopening_does_not_restart_it(
+    h: Harness,
+) -> None:
+    conversation = chat(h, saigon(MON, 9), chat_queue(h, h.policy))
+    h.act(saigon(MON, 9))
+    h.at(saigon(MON, 10)).conversations.resolve(TENANT, conversation)
+    assert kinds(h.act(saigon(MON, 10, 1))) == {
+        ("first_response", "Stopped"): 1,
+        ("resolution", "Met"): 1,
+    }
+    h.at(saigon(MON, 11)).conversations.receive_message(
+        TENANT, conversation, "in-again", "Còn một việc nữa", at=saigon(MON, 11)
+    )
+    assert h.act(saigon(WED, 12)) == []
+    assert by_metric(h, conversation, "status") == {
+        "first_response": "stopped",
+        "resolution": "met",
+    }
+    assert by_metric(h, conversation, "stop_reason")["first_response"] == "resolved without a reply"
+
+
+def test_closing_an_answered_conversation_meets_the_resolution_clock(h: Harness) -> None:
+    conversation = chat(h, saigon(MON, 9), chat_queue(h, h.policy))
+    answer(h, saigon(MON, 9, 30), conversation)
+    h.at(saigon(MON, 10)).conversations.close_conversation(TENANT, conversation)
+    # Seen only afterwards: started, then met in the order it happened.
+    assert kinds(h.act(saigon(MON, 11))) == {
+        ("first_response", "Started"): 1,
+        ("first_response", "Met"): 1,
+        ("resolution", "Started"): 1,
+        ("resolution", "Met"): 1,
+    }
+    assert by_metric(h, conversation, "ended_at") == {
+        "first_response": "2025-03-31T02:30:00.000000Z",
+        "resolution": "2025-03-31T03:00:00.000000Z",
+    }
+
+
+def test_waiting_on_the_customer_pauses_a_conversations_clocks(h: Harness) -> None:
+    conversation = chat(h, saigon(MON, 9), chat_queue(h, h.policy))
+    h.act(saigon(MON, 9))
+    h.at(saigon(MON, 10)).conversations.set_pending(TENANT, conversation)
+    assert kinds(h.act(saigon(MON, 10))) == {
+        ("first_response", "Paused"): 1,
+        ("resolution", "Paused"): 1,
+    }
+    assert by_metric(h, conversation, "remaining_seconds")["first_response"] == 3 * HOUR
+    assert h.act(saigon(TUE, 16)) == []
+    # The customer writes back: open again, the clocks go on with what was left.
+    h.at(saigon(WED, 9)).conversations.receive_message(
+        TENANT, conversation, "in-2", "Em gửi ảnh ạ", at=saigon(WED, 9)
+    )
+    assert kinds(h.act(saigon(WED, 9))) == {
+        ("first_response", "Resumed"): 1,
+        ("resolution", "Resumed"): 1,
+    }
+    assert h.due(conversation) == saigon(WED, 12)
+    # A wait begun and ended between two acts still counts, once.
+    h.at(saigon(WED, 9, 30)).conversations.set_pending(TENANT, conversation)
+    h.at(saigon(WED, 10)).conversations.reopen(TENANT, conversation)
+    assert kinds(h.act(saigon(WED, 10, 1))) == {
+        ("first_response", "Paused"): 1,
+        ("first_response", "Resumed"): 1,
+        ("resolution", "Paused"): 1,
+        ("resolution", "Resumed"): 1,
+    }
+    assert h.due(conversation) == saigon(WED, 12, 30)
+    assert h.act(saigon(WED, 10, 2)) == []
+
+
+def test_a_conversations_clocks_start_when_it_entered_the_queue(h: Harness) -> None:
+    triage, support = chat_queue(h, None), chat_queue(h, h.policy)
+    conversation = chat(h, saigon(MON, 8), triage)  # waits first where no SLA applies
+    h.at(saigon(MON, 9)).conversations.move_to_queue(TENANT, conversation, support)
+    # Started in the queue by a fact recorded late: it has waited since the fact's time.
+    reported = h.at(saigon(MON, 9, 20)).conversations.start(
+        TENANT, Channel.EMAIL, CUSTOMER, queue_id=support, at=saigon(MON, 8, 30)
+    )
+    h.act(saigon(MON, 9, 30))
+    assert by_metric(h, conversation, "started_at") == {
+        "first_response": "2025-03-31T02:00:00.000000Z",
+        "resolution": "2025-03-31T02:00:00.000000Z",
+    }
+    assert h.due(conversation) == saigon(MON, 13)
+    assert h.due(reported) == saigon(MON, 12, 30)
+    # A policy given to its queue later still counts from when it entered the queue.
+    later = chat(h, saigon(MON, 10), triage)
+    h.act(saigon(MON, 10))
+    h.at(saigon(MON, 11)).queues.set_sla_policy(TENANT, triage, h.policy)
+    assert kinds(h.act(saigon(MON, 11))) == {
+        ("first_response", "Started"): 1,
+        ("resolution", "Started"): 1,
+    }
+    assert h.due(later) == saigon(MON, 14)
+
+
+def test_a_conversation_in_a_queue_without_a_policy_gets_no_clock(h: Harness) -> None:
+    queue = chat_queue(h, None)
+    conversation = chat(h, saigon(MON, 9), queue)
+    unqueued = chat(h, saigon(MON, 9), None)
+    assert h.act(saigon(MON, 9, 1)) == []
+    answer(h, saigon(MON, 9, 30), conversation)
+    h.at(saigon(MON, 10)).conversations.resolve(TENANT, conversation)
+    assert h.act(saigon(WED, 12)) == []
+    assert h.state(conversation) == {} and h.state(unqueued) == {}
+    assert h.timers.next_due() is None
+
+
+def test_moving_to_a_queue_without_a_policy_stops_the_clocks_for_good(h: Harness) -> None:
+    conversation = chat(h, saigon(MON, 9), chat_queue(h, h.policy))
+    h.act(saigon(MON, 9))
+    h.at(saigon(MON, 10)).conversations.move_to_queue(TENANT, conversation, chat_queue(h, None))
+    assert kinds(h.act(saigon(MON, 10))) == {
+        ("first_response", "Stopped"): 1,
+        ("resolution", "Stopped"): 1,
+    }
+    assert set(by_metric(h, conversation, "stop_reason").values()) == {
+        "the conversation's queue has no SLA policy"
+    }
+    # One clock per subject and metric: a queue with a policy again does not restart it.
+    h.at(saigon(MON, 11)).conversations.move_to_queue(TENANT, conversation, chat_queue(h, h.policy))
+    assert h.act(saigon(WED, 12)) == []
+
+
+def test_clearing_the_queues_policy_stops_the_clocks_of_its_conversations(h: Harness) -> None:
+    queue = chat_queue(h, h.policy)
+    conversation = chat(h, saigon(MON, 9), queue)
+    h.act(saigon(MON, 9))
+    h.at(saigon(MON, 10)).queues.set_sla_policy(TENANT, queue, None)
+    assert kinds(h.act(saigon(MON, 11))) == {
+        ("first_response", "Stopped"): 1,
+        ("resolution", "Stopped"): 1,
+    }
+    assert set(by_metric(h, conversation, "ended_at").values()) == {"2025-03-31T03:00:00.000000Z"}
+
+
+def test_a_move_or_a_policy_edit_retargets_a_conversations_running_clocks(h: Harness) -> None:
+    faster = h.policies.create(TENANT, "Fast chat", 2 * HOUR, 8 * HOUR)
+    h.policies.set_calendar(TENANT, faster, "office")
+    conversation = chat(h, saigon(MON, 9), chat_queue(h, h.policy))
+    h.act(saigon(MON, 9))
+    # Another queue with the same policy: the same terms, nothing to do.
+    h.at(saigon(MON, 9, 30)).conversations.move_to_queue(
+        TENANT, conversation, chat_queue(h, h.policy)
+    )
+    assert h.act(saigon(MON, 9, 30)) == []
+    h.at(saigon(MON, 10)).conversations.move_to_queue(TENANT, conversation, chat_queue(h, faster))
+    assert kinds(h.act(saigon(MON, 10))) == {
+        ("first_response", "Retargeted"): 1,
+        ("resolution", "Retargeted"): 1,
+    }
+    assert h.due(conversation) == saigon(MON, 11)
+    # Both take the policy's new version, though only one target changed.
+    h.at(saigon(MON, 10, 30)).policies.set_default(TENANT, faster, 3 * HOUR, 8 * HOUR)
+    assert kinds(h.act(saigon(MON, 10, 30))) == {
+        ("first_response", "Retargeted"): 1,
+        ("resolution", "Retargeted"): 1,
+    }
+    assert h.due(conversation) == saigon(MON, 12)
+    assert h.due(conversation, "resolution") == saigon(MON, 17)
+
+
+def test_moves_seen_late_give_the_history_they_would_have_given_live(h: Harness) -> None:
+    faster = h.policies.create(TENANT, "Fast chat", 2 * HOUR, 8 * HOUR)
+    h.policies.set_calendar(TENANT, faster, "office")
+    moved = chat(h, saigon(MON, 9), chat_queue(h, h.policy))
+    h.at(saigon(MON, 10)).conversations.move_to_queue(TENANT, moved, chat_queue(h, faster))
+    left = chat(h, saigon(MON, 9), chat_queue(h, h.policy))
+    h.at(saigon(MON, 10)).conversations.move_to_queue(TENANT, left, chat_queue(h, None))
+    decisions = h.act(saigon(MON, 10, 30))
+    events = Counter((d.subject_id, d.event) for d in decisions)
+    # Started on the first queue's policy at 09:00, then what the move changed at 10:00.
+    assert events == {
+        (moved, "Started"): 2,
+        (moved, "Retargeted"): 2,
+        (left, "Started"): 2,
+        (left, "Stopped"): 2,
+    }
+    assert by_metric(h, moved, "started_at")["first_response"] == "2025-03-31T02:00:00.000000Z"
+    assert h.due(moved) == saigon(MON, 11)  # two hours from 09:00 on the new policy
+    assert set(by_metric(h, left, "ended_at").values()) == {"2025-03-31T03:00:00.000000Z"}
+
+
+def test_a_conversation_restart_far_past_due_warns_and_breaches_once(h: Harness) -> None:
+    queue = chat_queue(h, h.policy)
+    seen = chat(h, saigon(FRI, 16, 30), queue)
+    assert len(h.act(saigon(FRI, 16, 31))) == 2
+    h.restart()  # down from Friday evening to Wednesday noon
+    unseen = chat(h, saigon(MON, 8), queue)
+    answered = chat(h, saigon(MON, 8), queue)
+    answer(h, saigon(MON, 9), answered)
+    h.restart()
+    back = saigon(WED, 12)
+    decisions = h.act(back)
+    per = Counter((d.subject_id, d.metric, d.event) for d in decisions)
+    assert set(per.values()) == {1}
+    for conversation in (seen, unseen):
+        for metric in ("first_response", "resolution"):
+            assert per[conversation, metric, "Warned"] == per[conversation, metric, "Breached"] == 1
+    assert per[answered, "first_response", "Met"] == 1
+    assert per[answered, "first_response", "Warned"] == 0
+    assert per[answered, "resolution", "Breached"] == 1
+    breached = h.recorded(SlaClock.Breached)
+    assert len(breached) == 5 and all(e.at == back for e in breached)
+    fr = SlaClock.create_id(TENANT, "conversation", seen, "first_response")
+    assert (fr, saigon(MON, 11, 30)) in {(e.originator_id, e.due) for e in breached}
+    assert h.state(seen)["first_response"]["status"] == "breached"
+    # Before its events are back, and after: nothing fires twice.
+    assert h.act(back, catch=False) == []
+    assert h.act(back + timedelta(hours=1)) == []
+    assert len(h.recorded(SlaClock.Breached)) == 5
+    assert len(h.recorded(SlaClock.Warned)) == 5
+
+
+def test_conversation_clocks_keep_within_their_tenant(h: Harness) -> None:
+    other_policy = h.setup(OTHER, "0912345679")
+    ours = chat(h, saigon(MON, 9), chat_queue(h, h.policy))
+    # Their queue naming our policy, and their conversation in our queue: no clock.
+    theirs = chat(h, saigon(MON, 9), chat_queue(h, h.policy, OTHER), OTHER)
+    intruder = chat(h, saigon(MON, 9), chat_queue(h, h.policy), OTHER)
+    # Nor does our queue naming their policy count for their conversation in it.
+    crossed = chat(h, saigon(MON, 9), chat_queue(h, other_policy), OTHER)
+    # Their own policy in their own queue counts for them alone.
+    own = chat(h, saigon(MON, 9), chat_queue(h, other_policy, OTHER), OTHER)
+    decisions = h.act(saigon(MON, 9, 1))
+    assert {(d.tenant_id, d.subject_id) for d in decisions} == {(TENANT, ours), (OTHER, own)}
+    assert h.state(theirs, OTHER) == h.state(intruder, OTHER) == h.state(crossed, OTHER) == {}
+    assert h.state(ours, OTHER) == {} and h.state(own) == {}
+    assert set(h.state(ours)) == set(h.state(own, OTHER)) == {"first_response", "resolution"}
+
+
+def test_a_rebuild_with_conversations_gives_the_same_tables(h: Harness) -> None:
+    queue, triage = chat_queue(h, h.policy), chat_queue(h, None)
+    ticket = h.raise_ticket(saigon(FRI, 16, 30))
+    answered = chat(h, saigon(FRI, 16, 30), queue)
+    h.act(saigon(FRI, 16, 31))
+    answer(h, saigon(MON, 9), answered)
+    h.at(saigon(MON, 9, 30)).conversations.set_pending(TENANT, answered)
+    moved = chat(h, saigon(MON, 9), triage)
+    h.at(saigon(MON, 10)).conversations.move_to_queue(TENANT, moved, queue)
+    h.act(saigon(MON, 10))
+    h.at(saigon(MON, 11)).conversations.resolve(TENANT, answered)
+    h.at(saigon(MON, 12)).queues.set_sla_policy(TENANT, queue, None)
+    h.act(saigon(WED, 12))
+    catch_up(h.timers, h.apps)
+    assert h.state(moved)["first_response"]["status"] == "stopped"
+    rebuilt = SlaTimers(h.path.with_name("rebuilt.sqlite"))
+    catch_up(rebuilt, {n: h.apps[n] for n in reversed(SlaTimers.upstreams)})
+    assert compare(h.timers.connect(), rebuilt.connect()) == []
+    for subject in (ticket, answered, moved):
+        assert rebuilt.state(TENANT, subject) == h.timers.state(TENANT, subject) != {}
+    rebuilt.connect().close()
+
+
+def test_an_act_that_failed_between_a_conversations_two_starts_is_completed(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conversation = chat(h, saigon(MON, 9), chat_queue(h, h.policy))
+    start, calls = h.clocks.start, []
+
+    def failing_second(*args: Any) -> Any:
+        calls.append(args)
+        if len(calls) == 2:
+            raise ConnectionError("the event store went away")
+        return start(*args)
+
+    monkeypatch.setattr(h.clocks, "start", failing_second)
+    with pytest.raises(ConnectionError):
+        h.act(saigon(MON, 9))
+    monkeypatch.setattr(h.clocks, "start", start)
+    assert kinds(h.act(saigon(MON, 9, 1))) == {("resolution", "Started"): 1}
+    assert set(h.state(conversation)) == {"first_response", "resolution"}
