@@ -148,6 +148,10 @@ class ProjectionService:
         position = self.readmodel.position(upstream)
         subscription = app.recorder.subscribe(gt=position)
         self._subscriptions[upstream] = subscription
+        # Following again (after a skip, say): healthy until the next failure, which a
+        # cause that stays brings at once. Waiting for the next event to say so would
+        # keep a quiet stream's projection "in error" for nothing.
+        self.errors.pop(upstream, None)
         try:
             if self._stopping.is_set():
                 return
@@ -167,7 +171,6 @@ class ProjectionService:
                     self._apply_one_by_one(upstream, mapper, events)
                 else:
                     self._after_apply(changes)
-                self.errors.pop(upstream, None)
         finally:
             self._subscriptions.pop(upstream, None)
             subscription.stop()
