@@ -104,6 +104,10 @@ LIVING = {
         "routing",
         "SELECT count(*) FROM routings WHERE tenant_id = 'demo' AND offered_at IS NOT NULL",
     ),
+    "SLA clocks on conversations": (
+        "sla_timers",
+        "SELECT count(*) FROM clocks WHERE tenant_id = 'demo' AND subject_kind = 'conversation'",
+    ),
 }
 AGENTS = "SELECT count(*) FROM agents WHERE tenant_id = 'demo'"
 CUSTOMERS = "SELECT count(*) FROM customers WHERE tenant_id = 'demo'"

@@ -453,6 +453,9 @@ def seed(apps: DomainApps, now: datetime | None = None) -> DemoSetup:
         apps.sla.set_calendar(TENANT, policy, CALENDAR)
         apps.sla.set_warning_ratio(TENANT, policy, 0.75)
         created["sla_policies"] += 1
+    for queue_id in by_key.values():
+        # Conversations in every queue run on the policy's clocks (no event when set).
+        apps.queues.set_sla_policy(TENANT, queue_id, policy)
 
     existing = {
         e.name: e.originator_id for e in created_events(apps.templates, ReplyTemplate.Created)

@@ -92,6 +92,8 @@ def test_the_seed_is_a_whole_contact_center(apps: DomainApps) -> None:
     )
     assert "An" in greeting and "Lan" in greeting
 
+    for queue_id in setup.queues.values():  # conversations in every queue run on it
+        assert apps.queues.get(TENANT, queue_id)["sla_policy_id"] == str(setup.sla_policy)
     urgent = apps.sla.targets_for(TENANT, setup.sla_policy, Priority.URGENT, Channel.CALL)
     assert urgent.first_response_seconds == 900 and urgent.calendar_name == "office"
 
