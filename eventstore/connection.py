@@ -105,16 +105,20 @@ class Requests:
         else:
             future.set_result(msg)
 
-    async def request(
-        self, subject: str, payload: bytes, *, headers: dict[str, str] | None, timeout: float
-    ) -> Msg:
+    async def _token(self) -> str:
+        """A new reply token, once the shared inbox subscription is in place."""
         if self._ready is None:
             self._ready = asyncio.ensure_future(
                 self._nc.subscribe(f"{self._prefix}.*", cb=self._on_reply)
             )
         await self._ready
         self._next += 1
-        token = str(self._next)
+        return str(self._next)
+
+    async def request(
+        self, subject: str, payload: bytes, *, headers: dict[str, str] | None, timeout: float
+    ) -> Msg:
+        token = await self._token()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Msg] = loop.create_future()
         self._pending[token] = future
@@ -137,13 +141,7 @@ class Requests:
         One shared inbox subscription instead of a subscribe and an unsubscribe per
         read, which cost more than the read itself when aggregates are loaded often.
         """
-        if self._ready is None:
-            self._ready = asyncio.ensure_future(
-                self._nc.subscribe(f"{self._prefix}.*", cb=self._on_reply)
-            )
-        await self._ready
-        self._next += 1
-        token = str(self._next)
+        token = await self._token()
         loop = asyncio.get_running_loop()
         got: list[Msg] = []
         end: asyncio.Future[dict[str, str]] = loop.create_future()

@@ -29,6 +29,7 @@ from domain.conversations import Conversation, ConversationStatus
 from domain.queues import Queue
 from domain.vocabulary import Presence
 from projections.readmodel import SqliteReadModel
+from projections.sql import iso
 
 # The presence each User event leads to (InteractionEnded depends on its wrap_up).
 _PRESENCE_EVENTS: dict[type[Any], Presence] = {
@@ -142,7 +143,7 @@ class AgentBoardReadModel(SqliteReadModel):
                     event.name,
                     str(event.role),
                     Presence.OFFLINE.value,
-                    _iso(at),
+                    iso(at),
                     event.originator_version,
                 ),
             )
@@ -173,7 +174,7 @@ class AgentBoardReadModel(SqliteReadModel):
                 "conversation_id = ?, interval_version = ? WHERE id = ?",
                 (
                     presence.value,
-                    _iso(at),
+                    iso(at),
                     event.reason if isinstance(event, User.BreakTaken) else None,
                     event.conversation_id if presence in _ABOUT_A_CONVERSATION else None,
                     event.originator_version,
@@ -229,7 +230,7 @@ class AgentBoardReadModel(SqliteReadModel):
             db.executemany(
                 "UPDATE agent_legs SET answered = ?, answered_at = ? "
                 "WHERE call_id = ? AND leg_id = ? AND answered IS NULL",
-                [(event.at.timestamp(), _iso(event.at), call_id, leg) for leg in answered],
+                [(event.at.timestamp(), iso(event.at), call_id, leg) for leg in answered],
             )
             self._note_legs(db, call_id, answered)
         elif isinstance(event, Call.LegHungUp | Call.SupervisionEnded):
@@ -262,7 +263,7 @@ class AgentBoardReadModel(SqliteReadModel):
                     str(leg["user_id"]),
                     leg["party"],
                     row[1],
-                    _iso(at),
+                    iso(at),
                 )
                 for leg in added
             ],
@@ -474,11 +475,6 @@ class AgentBoardReadModel(SqliteReadModel):
         return days
 
 
-def _iso(at: datetime) -> str:
-    """UTC, fixed width: text order is time order whatever offset a fact came with."""
-    return at.astimezone(UTC).isoformat(timespec="microseconds")
-
-
 def _marks(values: Iterable[Any]) -> str:
     return ", ".join("?" for _ in values)
 
@@ -646,7 +642,7 @@ class QueueBoardReadModel(SqliteReadModel):
                 queue_id,
                 channel,
                 at.timestamp(),
-                _iso(at),
+                iso(at),
             ),
         )
         self.changed(tenant, "queue", queue_id)

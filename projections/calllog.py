@@ -27,7 +27,7 @@ from __future__ import annotations
 import builtins
 import sqlite3
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -36,6 +36,7 @@ import msgspec
 from domain.call_legs import PartyKind, seconds_between
 from domain.calls import Call
 from projections.readmodel import SqliteReadModel
+from projections.sql import iso, like_escaped, one_of, update_row
 
 # msgspec over the stdlib: the lists are re-encoded on each offer and answer of a rebuild.
 _json = msgspec.json.Encoder()
@@ -135,15 +136,13 @@ class CallLogReadModel(SqliteReadModel):
             return  # its Started was never recorded: nothing to attach the change to
         values = change(self, db, row, event)
         values["version"] = event.originator_version
-        values["updated_at"] = _iso(event.at)
-        # Column names come from this module's own change functions, never from input.
-        assignments = ", ".join(f"{column} = ?" for column in values)
-        db.execute(f"UPDATE calls SET {assignments} WHERE id = ?", (*values.values(), call_id))
+        values["updated_at"] = iso(event.at)
+        update_row(db, "calls", call_id, values)
         self.changed(row["tenant_id"], "call", call_id)
 
     def _started(self, db: sqlite3.Connection, event: Any) -> None:
         call_id = str(event.originator_id)
-        at = _iso(event.at)
+        at = iso(event.at)
         origin = event.legs[0]["leg_id"]
         # The legs placed with the call other than the caller's ring from the start (an
         # outbound call's customer).
@@ -179,11 +178,11 @@ class CallLogReadModel(SqliteReadModel):
         return {
             "queue_id": queue,
             "queues": _json.encode([*queues, queue]).decode(),
-            "offered_at": row["offered_at"] or _iso(event.at),
+            "offered_at": row["offered_at"] or iso(event.at),
         }
 
     def _leg_added(self, db: sqlite3.Connection, row: sqlite3.Row, event: Any) -> dict[str, Any]:
-        at = _iso(event.at)
+        at = iso(event.at)
         values: dict[str, Any] = {}
         if type(event) is Call.Transferred:
             _end_leg(db, row["id"], event.from_leg_id, "transferred", at)
@@ -196,7 +195,7 @@ class CallLogReadModel(SqliteReadModel):
         return values
 
     def _answered(self, db: sqlite3.Connection, row: sqlite3.Row, event: Any) -> dict[str, Any]:
-        at = _iso(event.at)
+        at = iso(event.at)
         leg = db.execute(
             "UPDATE call_legs SET answered_at = coalesce(answered_at, ?) "
             "WHERE call_id = ? AND leg_id = ? RETURNING party, user_id",
@@ -213,7 +212,7 @@ class CallLogReadModel(SqliteReadModel):
         return values
 
     def _leg_left(self, db: sqlite3.Connection, row: sqlite3.Row, event: Any) -> dict[str, Any]:
-        at = _iso(event.at)
+        at = iso(event.at)
         kind = type(event)
         if kind is Call.TransferCancelled:
             _end_leg(db, row["id"], event.consult_leg_id, "transfer_cancelled", at)
@@ -228,7 +227,7 @@ class CallLogReadModel(SqliteReadModel):
     ) -> dict[str, Any]:
         inserted = db.execute(
             "INSERT OR IGNORE INTO call_recordings VALUES (?, ?, ?, ?, NULL, NULL, NULL, NULL, '{}')",
-            (row["id"], event.recording_id, row["tenant_id"], _iso(event.at)),
+            (row["id"], event.recording_id, row["tenant_id"], iso(event.at)),
         ).rowcount
         return {"recording_count": row["recording_count"] + inserted}
 
@@ -238,7 +237,7 @@ class CallLogReadModel(SqliteReadModel):
         db.execute(
             "UPDATE call_recordings SET stopped_at = coalesce(stopped_at, ?) "
             "WHERE call_id = ? AND recording_id = ?",
-            (_iso(event.at), row["id"], event.recording_id),
+            (iso(event.at), row["id"], event.recording_id),
         )
         return {}
 
@@ -260,7 +259,7 @@ class CallLogReadModel(SqliteReadModel):
         return {}
 
     def _ended(self, db: sqlite3.Connection, row: sqlite3.Row, event: Any) -> dict[str, Any]:
-        at = _iso(event.at)
+        at = iso(event.at)
         db.execute(
             "UPDATE call_legs SET ended_at = ?, end_cause = ? WHERE call_id = ? AND ended_at IS NULL",
             (at, event.cause, row["id"]),
@@ -363,8 +362,8 @@ class CallLogReadModel(SqliteReadModel):
         """
         where = ["c.tenant_id = ?"]
         params: builtins.list[Any] = [tenant_id]
-        _one_of("c.direction", direction, where, params)
-        _one_of("c.outcome", outcome, where, params)
+        one_of("c.direction", direction, where, params)
+        one_of("c.outcome", outcome, where, params)
         if agent_id is not None:
             where.append(
                 "EXISTS (SELECT 1 FROM call_legs l WHERE l.tenant_id = c.tenant_id "
@@ -376,13 +375,13 @@ class CallLogReadModel(SqliteReadModel):
             params.append(str(queue_id))
         if since is not None:
             where.append("c.started_at >= ?")
-            params.append(_iso(since))
+            params.append(iso(since))
         if until is not None:
             where.append("c.started_at < ?")
-            params.append(_iso(until))
+            params.append(iso(until))
         if number:
             where.append("(c.customer_number LIKE ? ESCAPE '\\' OR c.hotline LIKE ? ESCAPE '\\')")
-            pattern = f"%{_like(number.strip())}%"
+            pattern = f"%{like_escaped(number.strip())}%"
             params.extend((pattern, pattern))
         if has_recording is not None:
             where.append("c.recording_count > 0" if has_recording else "c.recording_count = 0")
@@ -417,9 +416,9 @@ _CHANGES: dict[type, _Change] = {
     Call.TransferCancelled: CallLogReadModel._leg_left,
     Call.SupervisionEnded: CallLogReadModel._leg_left,
     Call.LegHungUp: CallLogReadModel._leg_left,
-    Call.Held: _fields(lambda r, e: {"held_since": r["held_since"] or _iso(e.at)}),
-    Call.Resumed: _fields(lambda r, e: _stop_holding(r, _iso(e.at))),
-    Call.ConferenceJoined: _fields(lambda r, e: _stop_holding(r, _iso(e.at))),
+    Call.Held: _fields(lambda r, e: {"held_since": r["held_since"] or iso(e.at)}),
+    Call.Resumed: _fields(lambda r, e: _stop_holding(r, iso(e.at))),
+    Call.ConferenceJoined: _fields(lambda r, e: _stop_holding(r, iso(e.at))),
     Call.RecordingStarted: CallLogReadModel._recording_started,
     Call.RecordingStopped: CallLogReadModel._recording_stopped,
     Call.RecordingStored: CallLogReadModel._recording_stored,
@@ -490,32 +489,12 @@ def _since(start: str | None, end: datetime) -> float:
     return 0.0 if start is None else seconds_between(_time(start), end)
 
 
-def _iso(at: datetime) -> str:
-    # UTC with fixed-width microseconds: text order is then time order, so that lists
-    # sort and time ranges compare on the text.
-    return at.astimezone(UTC).isoformat(timespec="microseconds")
-
-
 def _time(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
 def _str(value: Any) -> str | None:
     return None if value is None else str(value)
-
-
-def _like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def _one_of(
-    column: str, value: str | Iterable[str] | None, where: list[str], params: list[Any]
-) -> None:
-    if value is None:
-        return
-    values = [value] if isinstance(value, str) else [str(v) for v in value]
-    where.append(f"{column} IN ({', '.join('?' * len(values))})")
-    params.extend(values)
 
 
 def _call(row: sqlite3.Row) -> dict[str, Any]:

@@ -60,6 +60,7 @@ from domain.checks import aware
 from domain.tenants import Tenant
 from domain.vocabulary import Channel
 from projections.process import ActContext, ProcessManager
+from projections.sql import iso
 from telephony_bridge import commands as telephony
 
 log = logging.getLogger(__name__)
@@ -267,8 +268,8 @@ class CampaignRunner(ProcessManager):
             windows = [
                 {
                     "calendar_name": w["calendar_name"],
-                    "starts_at": _iso(w["starts_at"]),
-                    "ends_at": _iso(w["ends_at"]),
+                    "starts_at": iso(w["starts_at"]),
+                    "ends_at": iso(w["ends_at"]),
                 }
                 for w in event.windows
             ]
@@ -299,7 +300,7 @@ class CampaignRunner(ProcessManager):
                 ],
             )
         elif isinstance(event, Campaign.Attempted):
-            at = _iso(event.at)
+            at = iso(event.at)
             target(
                 "status = ?, attempts = ?, last_attempt_at = ?",
                 TargetStatus.IN_PROGRESS.value,
@@ -315,7 +316,7 @@ class CampaignRunner(ProcessManager):
         elif isinstance(event, Campaign.Failed):
             target("status = ?, last_failure = ?", TargetStatus.FAILED.value, event.reason)
         elif isinstance(event, Campaign.Retried):
-            target("status = ?, not_before = ?", TargetStatus.PENDING.value, _iso(event.not_before))
+            target("status = ?, not_before = ?", TargetStatus.PENDING.value, iso(event.not_before))
         elif isinstance(event, Campaign.OptedOut):
             target("status = ?", TargetStatus.OPTED_OUT.value)
 
@@ -364,7 +365,7 @@ class CampaignRunner(ProcessManager):
         due = db.execute(
             "SELECT customer_id, address FROM campaign_targets WHERE campaign_id = ? "
             "AND status = ? AND (not_before IS NULL OR not_before <= ?) ORDER BY seq LIMIT ?",
-            (campaign.id, TargetStatus.PENDING.value, _iso(now), room + len(sent)),
+            (campaign.id, TargetStatus.PENDING.value, iso(now), room + len(sent)),
         ).fetchall()
         for customer, address in due:
             if room <= 0:
@@ -527,9 +528,6 @@ class CampaignRunner(ProcessManager):
 
 
 # ------------------------------------------------------------------------------ helpers
-def _iso(at: datetime) -> str:
-    # One fixed-width UTC form, so that SQLite compares times as text correctly.
-    return at.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def _windows(text: str) -> tuple[Window, ...]:
@@ -613,7 +611,7 @@ def _recent_starts(
     since = now - _MINUTE
     rows = db.execute(
         "SELECT at FROM campaign_attempts WHERE campaign_id = ? AND at > ? AND at <= ?",
-        (campaign_id, _iso(since), _iso(now)),
+        (campaign_id, iso(since), iso(now)),
     )
     starts = [datetime.fromisoformat(at) for (at,) in rows]
     starts += [s.at for s in sent.values() if since < s.at <= now]

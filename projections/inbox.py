@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -29,6 +28,7 @@ import msgspec
 from domain.calls import Call
 from domain.conversations import Conversation
 from projections.readmodel import SqliteReadModel
+from projections.sql import iso, one_of
 
 PREVIEW = 200  # characters of the last message an inbox line shows
 
@@ -120,7 +120,7 @@ class InboxReadModel(SqliteReadModel):
     # ------------------------------------------------------------------ conversations
     def _conversation_started(self, db: sqlite3.Connection, event: Any) -> None:
         cid = str(event.originator_id)
-        at = _iso(event.at)
+        at = iso(event.at)
         queue_id = _str(event.queue_id)
         db.execute(
             "INSERT INTO conversations VALUES "
@@ -138,7 +138,7 @@ class InboxReadModel(SqliteReadModel):
                 at,
                 at,
                 event.originator_version,
-                _iso(event.timestamp),
+                iso(event.timestamp),
             ),
         )
         self.changed(event.tenant_id, "conversation", cid)
@@ -157,7 +157,7 @@ class InboxReadModel(SqliteReadModel):
             return  # its Started was never recorded: nothing to attach the change to
         values = change(row, event)
         values["version"] = event.originator_version
-        values["updated_at"] = _iso(event.timestamp)
+        values["updated_at"] = iso(event.timestamp)
         # Column names come from this module's own change functions, never from input.
         assignments = ", ".join(f"{column} = ?" for column in values)
         db.execute(f"UPDATE conversations SET {assignments} WHERE id = ?", (*values.values(), cid))
@@ -171,7 +171,7 @@ class InboxReadModel(SqliteReadModel):
     # ------------------------------------------------------------------ live calls
     def _call_started(self, db: sqlite3.Connection, event: Any) -> None:
         call_id = str(event.originator_id)
-        at = _iso(event.at)
+        at = iso(event.at)
         db.execute(
             "INSERT INTO live_calls VALUES (?, ?, ?, ?, ?, ?, NULL, ?, NULL, NULL, 0, ?, ?)",
             (
@@ -218,7 +218,7 @@ class InboxReadModel(SqliteReadModel):
             return None  # ended (a recording stored afterwards), or never started
         db.execute(
             "UPDATE live_calls SET version = ?, updated_at = ? WHERE id = ?",
-            (event.originator_version, _iso(event.at), call_id),
+            (event.originator_version, iso(event.at), call_id),
         )
         self.changed(row["tenant_id"], "live_call", call_id)
         return row
@@ -230,7 +230,7 @@ class InboxReadModel(SqliteReadModel):
         queue = str(event.queue_id)
         db.execute(
             "UPDATE live_calls SET queue_id = ?, offered_at = coalesce(offered_at, ?) WHERE id = ?",
-            (queue, _iso(event.at), row["id"]),
+            (queue, iso(event.at), row["id"]),
         )
         for changed in {row["queue_id"], queue} - {None}:
             self.changed(row["tenant_id"], "queue_calls", changed)
@@ -243,7 +243,7 @@ class InboxReadModel(SqliteReadModel):
             self._drop_leg(db, row["tenant_id"], row["id"], event.from_leg_id)
             # The one who held the customer has left: the aggregate ends the hold too.
             self._unhold(db, row)
-        self._add_leg(db, row["tenant_id"], row["id"], _NEW_LEG[type(event)](event), _iso(event.at))
+        self._add_leg(db, row["tenant_id"], row["id"], _NEW_LEG[type(event)](event), iso(event.at))
 
     def _call_leg_left(self, db: sqlite3.Connection, event: Any) -> None:
         row = self._live_call(db, event)
@@ -255,7 +255,7 @@ class InboxReadModel(SqliteReadModel):
         row = self._live_call(db, event)
         if row is None:
             return
-        at = _iso(event.at)
+        at = iso(event.at)
         leg = db.execute(
             "UPDATE live_call_legs SET answered_at = coalesce(answered_at, ?) "
             "WHERE call_id = ? AND leg_id = ? RETURNING user_id",
@@ -379,8 +379,8 @@ class InboxReadModel(SqliteReadModel):
         limit: int,
         offset: int,
     ) -> list[dict[str, Any]]:
-        _one_of("channel", channel, where, params)
-        _one_of("status", status, where, params)
+        one_of("channel", channel, where, params)
+        one_of("status", status, where, params)
         if tag is not None:
             where.append("EXISTS (SELECT 1 FROM json_each(conversations.tags) WHERE value = ?)")
             params.append(" ".join(tag.lower().split()))
@@ -472,7 +472,7 @@ _NEW_LEG: dict[type, Callable[[Any], dict[str, Any]]] = {
 
 
 def _message(row: sqlite3.Row, event: Any, direction: str) -> dict[str, Any]:
-    at = _iso(event.at)
+    at = iso(event.at)
     values: dict[str, Any] = {
         "message_count": row["message_count"] + 1,
         "last_activity_at": max(row["last_activity_at"], at),
@@ -491,7 +491,7 @@ def _message(row: sqlite3.Row, event: Any, direction: str) -> dict[str, Any]:
 
 def _received(row: sqlite3.Row, event: Any) -> dict[str, Any]:
     values = _message(row, event, "inbound")
-    at = _iso(event.at)
+    at = iso(event.at)
     if row["waiting_since"] is None or at < row["waiting_since"]:
         values["waiting_since"] = at
     return values
@@ -503,18 +503,18 @@ def _sent(row: sqlite3.Row, event: Any) -> dict[str, Any]:
     if event.agent_id is not None:
         values["waiting_since"] = None
     if event.first_response:
-        values["first_response_at"] = _iso(event.at)
+        values["first_response_at"] = iso(event.at)
     return values
 
 
 def _activity(row: sqlite3.Row, event: Any) -> str:
-    return max(row["last_activity_at"], _iso(event.timestamp))
+    return max(row["last_activity_at"], iso(event.timestamp))
 
 
 def _status(row: sqlite3.Row, event: Any) -> dict[str, Any]:
     return {
         "status": str(event.status),
-        "status_changed_at": _iso(event.timestamp),
+        "status_changed_at": iso(event.timestamp),
         "last_activity_at": _activity(row, event),
     }
 
@@ -563,10 +563,6 @@ _CONVERSATION_CHANGES: dict[type, Callable[[sqlite3.Row, Any], dict[str, Any]]] 
 
 
 # ---------------------------------------------------------------------- helpers
-def _iso(at: datetime) -> str:
-    # UTC with fixed-width microseconds: text order is then time order (lists sort and
-    # compare on it), whatever offset a channel gave its fact time in.
-    return at.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def _str(value: Any) -> str | None:
@@ -576,16 +572,6 @@ def _str(value: Any) -> str | None:
 def _preview(body: str) -> str:
     text = " ".join(body.split())
     return text if len(text) <= PREVIEW else text[: PREVIEW - 1] + "…"
-
-
-def _one_of(
-    column: str, value: str | Iterable[str] | None, where: list[str], params: list[Any]
-) -> None:
-    if value is None:
-        return
-    values = [value] if isinstance(value, str) else [str(v) for v in value]
-    where.append(f"{column} IN ({', '.join('?' * len(values))})")
-    params.extend(values)
 
 
 def _conversation(row: sqlite3.Row) -> dict[str, Any]:

@@ -92,29 +92,7 @@ class SqliteReadModel:
 
     def apply(self, position: int, event: Any, upstream: str | None = None) -> bool:
         """Apply one event at its notification id; False if it was applied before."""
-        stream = self._upstream(upstream)
-        db = self.connect()
-        db.execute("BEGIN IMMEDIATE")
-        mark = len(self._changes)
-        try:
-            row = db.execute(
-                "SELECT position FROM tracking WHERE projection = ?", (stream,)
-            ).fetchone()
-            if row and row[0] >= position:
-                db.execute("ROLLBACK")
-                return False
-            self.handle(db, event)
-            db.execute(
-                "INSERT INTO tracking(projection, position) VALUES (?, ?) "
-                "ON CONFLICT(projection) DO UPDATE SET position = excluded.position",
-                (stream, position),
-            )
-            db.execute("COMMIT")
-            return True
-        except BaseException:
-            del self._changes[mark:]
-            db.execute("ROLLBACK")
-            raise
+        return self.apply_batch([(position, event)], upstream) == 1
 
     def apply_batch(self, events: list[tuple[int, Any]], upstream: str | None = None) -> int:
         """Apply events of one stream, in order, in one transaction; how many were new.

@@ -65,17 +65,12 @@ from domain.routing import FallbackReason, WorkKind, WorkRouting
 from domain.tenants import Tenant
 from domain.vocabulary import Presence, RoutingPolicy
 from projections.process import ActContext, ProcessManager
+from projections.sql import dump, iso, when
 from telephony_bridge import commands
 
 log = logging.getLogger(__name__)
 
-_encoder = msgspec.json.Encoder()
 _decode = msgspec.json.decode
-
-
-def _dump(value: Any) -> str:
-    # Text, not bytes: SQLite would keep bytes as a BLOB, which compares unequal to text.
-    return _encoder.encode(value).decode()
 
 
 # How long an offer this process made is trusted before its events arrive: past that,
@@ -83,14 +78,6 @@ def _dump(value: Any) -> str:
 INFLIGHT_SECONDS = 10.0
 # Ended calls stay this long (for an agent row that is behind); then they are pruned.
 KEEP_ENDED = timedelta(hours=1)
-
-
-def _iso(at: datetime) -> str:
-    return at.isoformat()
-
-
-def _when(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
 
 
 class Router(ProcessManager):
@@ -182,7 +169,7 @@ class Router(ProcessManager):
             self._on_routing(db, event)
 
     def _on_agent(self, db: sqlite3.Connection, e: Any) -> None:
-        aid, at = str(e.originator_id), _iso(e.timestamp)
+        aid, at = str(e.originator_id), iso(e.timestamp)
         if isinstance(e, User.Created):
             db.execute(
                 "INSERT INTO agents VALUES (?, ?, 1, ?, 'offline', ?, NULL, '{}', '[]', '[]', '[]', NULL)",
@@ -204,7 +191,7 @@ class Router(ProcessManager):
 
         def json_field(name: str, change: Any) -> None:
             value = change(_decode(row[name]))
-            db.execute(f"UPDATE agents SET {name} = ? WHERE id = ?", (_dump(value), aid))
+            db.execute(f"UPDATE agents SET {name} = ? WHERE id = ?", (dump(value), aid))
 
         if isinstance(e, User.RoleChanged):
             takes = int(Role(e.role) in CALL_TAKING_ROLES)
@@ -267,7 +254,7 @@ class Router(ProcessManager):
         elif isinstance(e, Queue.RoutingChanged):
             sets = {
                 "policy": e.policy,
-                "required_skills": _dump(e.required_skills),
+                "required_skills": dump(e.required_skills),
                 "department": e.department,
                 "sticky_fallback": e.sticky_fallback,
             }
@@ -289,7 +276,7 @@ class Router(ProcessManager):
                 groups.add(e.group)
             else:
                 groups.discard(e.group)
-            sets = {"pickup_groups": _dump(sorted(groups))}
+            sets = {"pickup_groups": dump(sorted(groups))}
         if sets:
             db.execute(
                 f"UPDATE queues SET {', '.join(f'{k} = ?' for k in sets)} WHERE id = ?",
@@ -309,7 +296,7 @@ class Router(ProcessManager):
         if isinstance(e, Tenant.CalendarDefined):
             db.execute(
                 "INSERT OR REPLACE INTO calendars VALUES (?, ?, ?)",
-                (row[0], e.name, _dump(e.calendar)),
+                (row[0], e.name, dump(e.calendar)),
             )
         else:
             db.execute("DELETE FROM calendars WHERE tenant_id = ? AND name = ?", (row[0], e.name))
@@ -320,7 +307,7 @@ class Router(ProcessManager):
             legs = {leg["leg_id"]: leg.get("user_id") for leg in e.legs}
             db.execute(
                 "INSERT INTO calls VALUES (?, ?, ?, ?, NULL, NULL, NULL, ?, NULL)",
-                (cid, e.tenant_id, e.call_ref, e.customer_number, _dump(legs)),
+                (cid, e.tenant_id, e.call_ref, e.customer_number, dump(legs)),
             )
             return
         row = db.execute("SELECT * FROM calls WHERE id = ?", (cid,)).fetchone()
@@ -329,7 +316,7 @@ class Router(ProcessManager):
         if isinstance(e, Call.Offered):
             db.execute(
                 "UPDATE calls SET queue_id = ?, queued_at = ? WHERE id = ?",
-                (str(e.queue_id), _iso(e.at), cid),
+                (str(e.queue_id), iso(e.at), cid),
             )
         elif isinstance(e, Call.AgentRang | Call.SupervisionStarted):
             self._add_leg(db, row, e.leg)
@@ -347,15 +334,15 @@ class Router(ProcessManager):
                         (row["tenant_id"], row["customer_number"], user),
                     )
         elif isinstance(e, Call.Ended):
-            db.execute("UPDATE calls SET ended_at = ? WHERE id = ?", (_iso(e.at), cid))
+            db.execute("UPDATE calls SET ended_at = ? WHERE id = ?", (iso(e.at), cid))
             # Deterministic pruning (it depends on this stream's events only).
-            db.execute("DELETE FROM calls WHERE ended_at < ?", (_iso(e.at - KEEP_ENDED),))
+            db.execute("DELETE FROM calls WHERE ended_at < ?", (iso(e.at - KEEP_ENDED),))
 
     @staticmethod
     def _add_leg(db: sqlite3.Connection, row: sqlite3.Row, leg: dict[str, Any]) -> None:
         legs = _decode(row["legs"])
         legs[leg["leg_id"]] = leg.get("user_id")
-        db.execute("UPDATE calls SET legs = ? WHERE id = ?", (_dump(legs), row["id"]))
+        db.execute("UPDATE calls SET legs = ? WHERE id = ?", (dump(legs), row["id"]))
 
     def _on_conversation(self, db: sqlite3.Connection, e: Any) -> None:
         cid = str(e.originator_id)
@@ -363,7 +350,7 @@ class Router(ProcessManager):
             queue = str(e.queue_id) if e.queue_id else None
             db.execute(
                 "INSERT INTO conversations VALUES (?, ?, ?, ?, ?, NULL, 'open')",
-                (cid, e.tenant_id, str(e.customer_id), queue, _iso(e.at) if queue else None),
+                (cid, e.tenant_id, str(e.customer_id), queue, iso(e.at) if queue else None),
             )
             return
         row = db.execute(
@@ -374,7 +361,7 @@ class Router(ProcessManager):
         if isinstance(e, Conversation.MovedToQueue):
             db.execute(
                 "UPDATE conversations SET queue_id = ?, queued_at = ?, assignee = NULL WHERE id = ?",
-                (str(e.queue_id), _iso(e.timestamp), cid),
+                (str(e.queue_id), iso(e.timestamp), cid),
             )
         elif isinstance(e, Conversation.Assigned | Conversation.Transferred):
             agent = str(e.agent_id if isinstance(e, Conversation.Assigned) else e.to_agent_id)
@@ -401,7 +388,7 @@ class Router(ProcessManager):
         elif isinstance(e, WorkRouting.Offered):
             db.execute(
                 "UPDATE routings SET ringing = ?, offered_at = ? WHERE id = ?",
-                (str(e.agent_id), _iso(e.at), rid),
+                (str(e.agent_id), iso(e.at), rid),
             )
             db.execute(
                 "INSERT OR REPLACE INTO cursors VALUES (?, ?)", (str(e.queue_id), str(e.agent_id))
@@ -411,12 +398,12 @@ class Router(ProcessManager):
             expired = sorted({*_decode(row[0]), str(e.agent_id)}) if row else []
             db.execute(
                 "UPDATE routings SET ringing = NULL, expired = ? WHERE id = ?",
-                (_dump(expired), rid),
+                (dump(expired), rid),
             )
         elif isinstance(e, WorkRouting.FellBack):
             db.execute(
                 "UPDATE routings SET ringing = NULL, fell_back_at = ?, fell_back_to = ? WHERE id = ?",
-                (_iso(e.at), e.fallback["kind"], rid),
+                (iso(e.at), e.fallback["kind"], rid),
             )
 
     # ------------------------------------------------------------------ acting
@@ -430,7 +417,7 @@ class Router(ProcessManager):
             # Only the agents something may be done about: those ringing, those whose
             # call or chat is over, those whose wrap-up is up, and those free to take
             # work. On a busy floor that is a handful of the rows, not all of them.
-            cutoff = _iso(ctx.now - timedelta(seconds=self.wrap_up_seconds))
+            cutoff = iso(ctx.now - timedelta(seconds=self.wrap_up_seconds))
             agents = [
                 dict(r)
                 for r in db.execute(
@@ -615,7 +602,7 @@ class Router(ProcessManager):
         """What this agent's work calls for now, as a job; None if nothing."""
         agents, now = ctx.apps.agents, ctx.now
         aid, tenant, work = agent["id"], agent["tenant_id"], agent["work_id"]
-        presence, since = agent["presence"], _when(agent["since"])
+        presence, since = agent["presence"], when(agent["since"])
         call, conversation = calls.get(work or ""), conversations.get(work or "")
 
         def step(decision: str, command: Callable[[], None]) -> Job:
@@ -673,7 +660,7 @@ class Router(ProcessManager):
     ) -> bool:
         queue = queues.get(queue_id or "")
         timeout = queue["ring_timeout_seconds"] if queue else DEFAULT_RING_TIMEOUT_SECONDS
-        since = _when(agent["since"])
+        since = when(agent["since"])
         return since is not None and (now - since).total_seconds() >= timeout
 
     def _end_ring(
@@ -852,7 +839,7 @@ class Router(ProcessManager):
             )
             if not any(not groups or groups & set(_decode(row[0])) for row in logged_in):
                 return FallbackReason.NO_AGENT, _decode(queue["no_agent"])
-        since = _when(queued_at)
+        since = when(queued_at)
         if (
             queue["overflow"]
             and since is not None
@@ -1025,7 +1012,7 @@ def _guarded(what: str, job: Job) -> Job:
 
 
 def _encode_or_none(value: Any) -> str | None:
-    return None if value is None else _dump(value)
+    return None if value is None else dump(value)
 
 
 def _rules(queue: dict[str, Any]) -> RoutingRules:
@@ -1047,5 +1034,5 @@ def _candidate(agent: dict[str, Any]) -> Candidate:
         skills=_decode(agent["skills"]),
         departments=frozenset(_decode(agent["departments"])),
         pickup_groups=frozenset(_decode(agent["pickup_groups"])),
-        last_call_ended_at=_when(agent["last_ended_at"]),
+        last_call_ended_at=when(agent["last_ended_at"]),
     )

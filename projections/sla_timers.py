@@ -93,10 +93,10 @@ from domain.tenants import Tenant
 from domain.tickets import Ticket, TicketStatus
 from domain.vocabulary import Channel, Priority
 from projections.process import ActContext, ProcessManager
+from projections.sql import dump
 
 log = logging.getLogger(__name__)
 
-_encoder = msgspec.json.Encoder()
 _decode = msgspec.json.decode
 
 # Fixed width and always UTC, so that SQL compares times as text correctly.
@@ -123,11 +123,6 @@ def _at(text: str) -> datetime:
 
 def _at_or_none(text: str | None) -> datetime | None:
     return None if text is None else _at(text)
-
-
-def _dump(value: Any) -> str:
-    # Text, not bytes: SQLite keeps bytes as a BLOB, which compares unequal to text.
-    return _encoder.encode(value).decode()
 
 
 class SlaDecision(NamedTuple):
@@ -316,7 +311,7 @@ class SlaTimers(ProcessManager):
     def _on_calendar(self, db: sqlite3.Connection, e: Any) -> None:
         # Keyed by the tenant's aggregate id (the event does not carry the slug); a
         # removed calendar leaves a row without calendar, so that its clocks see a change.
-        calendar = _dump(e.calendar) if isinstance(e, Tenant.CalendarDefined) else None
+        calendar = dump(e.calendar) if isinstance(e, Tenant.CalendarDefined) else None
         db.execute(
             "INSERT INTO calendars VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant_key, name) DO "
             "UPDATE SET calendar = excluded.calendar, version = excluded.version, "
@@ -332,7 +327,7 @@ class SlaTimers(ProcessManager):
                 (
                     pid,
                     e.tenant_id,
-                    _dump([e.first_response_seconds, e.resolution_seconds]),
+                    dump([e.first_response_seconds, e.resolution_seconds]),
                     DEFAULT_WARNING_RATIO,
                     e.originator_version,
                     at,
@@ -341,7 +336,7 @@ class SlaTimers(ProcessManager):
             return
         sets: dict[str, Any] = {}
         if isinstance(e, SlaPolicy.DefaultTargetsSet):
-            sets["default_targets"] = _dump([e.first_response_seconds, e.resolution_seconds])
+            sets["default_targets"] = dump([e.first_response_seconds, e.resolution_seconds])
         elif isinstance(e, SlaPolicy.TargetsSet | SlaPolicy.TargetsRemoved):
             row = db.execute("SELECT rows FROM policies WHERE id = ?", (pid,)).fetchone()
             if row is None:
@@ -349,7 +344,7 @@ class SlaTimers(ProcessManager):
             rows = [r for r in _decode(row[0]) if (r[0], r[1]) != (e.priority, e.channel)]
             if isinstance(e, SlaPolicy.TargetsSet):
                 rows.append([e.priority, e.channel, e.first_response_seconds, e.resolution_seconds])
-            sets["rows"] = _dump(sorted(rows, key=lambda r: (r[0] or "", r[1] or "")))
+            sets["rows"] = dump(sorted(rows, key=lambda r: (r[0] or "", r[1] or "")))
         elif isinstance(e, SlaPolicy.CalendarChanged):
             sets["calendar_name"] = e.calendar_name
         elif isinstance(e, SlaPolicy.WarningRatioChanged):

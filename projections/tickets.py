@@ -16,13 +16,13 @@ from __future__ import annotations
 import builtins
 import sqlite3
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
 
 from domain.tickets import Ticket
 from domain.vocabulary import Priority
 from projections.readmodel import SqliteReadModel
+from projections.sql import iso, like_escaped, one_of, update_row
 
 # Sorting by priority wants the order of the words, not their spelling.
 PRIORITY_RANK = {Priority.LOW: 0, Priority.NORMAL: 1, Priority.HIGH: 2, Priority.URGENT: 3}
@@ -112,15 +112,13 @@ class TicketsReadModel(SqliteReadModel):
             return  # its Raised was never recorded: nothing to attach the change to
         values = change(self, db, row, event)
         values["version"] = event.originator_version
-        values["updated_at"] = _iso(event.timestamp)
-        # Column names come from this module's own change functions, never from input.
-        assignments = ", ".join(f"{column} = ?" for column in values)
-        db.execute(f"UPDATE tickets SET {assignments} WHERE id = ?", (*values.values(), tid))
+        values["updated_at"] = iso(event.timestamp)
+        update_row(db, "tickets", tid, values)
         self.changed(row["tenant_id"], "ticket", tid)
 
     def _raised(self, db: sqlite3.Connection, event: Any) -> None:
         tid = str(event.originator_id)
-        at = _iso(event.timestamp)
+        at = iso(event.timestamp)
         customer = _str(event.customer_id)
         db.execute(
             "INSERT INTO tickets VALUES "
@@ -162,7 +160,7 @@ class TicketsReadModel(SqliteReadModel):
                 row["id"],
                 conversation,
                 row["tenant_id"],
-                _iso(event.timestamp),
+                iso(event.timestamp),
                 event.originator_version,
             ),
         ).rowcount
@@ -179,7 +177,7 @@ class TicketsReadModel(SqliteReadModel):
         return {"conversation_count": row["conversation_count"] - deleted}
 
     def _commented(self, db: sqlite3.Connection, row: sqlite3.Row, event: Any) -> dict[str, Any]:
-        at = _iso(event.timestamp)
+        at = iso(event.timestamp)
         public = bool(event.public)
         inserted = db.execute(
             "INSERT OR IGNORE INTO ticket_comments VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -282,9 +280,9 @@ class TicketsReadModel(SqliteReadModel):
         """
         where = ["tenant_id = ?"]
         params: builtins.list[Any] = [tenant_id]
-        _one_of("status", status, where, params)
-        _one_of("priority", priority, where, params)
-        _one_of("kind", kind, where, params)
+        one_of("status", status, where, params)
+        one_of("priority", priority, where, params)
+        one_of("kind", kind, where, params)
         if assignee is not None:
             where.append("assignee = ?")
             params.append(str(assignee))
@@ -295,7 +293,7 @@ class TicketsReadModel(SqliteReadModel):
             params.append(str(customer_id))
         if text:
             where.append("title LIKE ? ESCAPE '\\'")
-            params.append(f"%{_like(text)}%")
+            params.append(f"%{like_escaped(text)}%")
         rows = self.connect().execute(
             f"SELECT * FROM tickets WHERE {' AND '.join(where)} "
             f"ORDER BY {_ORDER_BY[order]} LIMIT ? OFFSET ?",
@@ -316,7 +314,7 @@ def _fields(
 
 def _status(row: sqlite3.Row, event: Any) -> dict[str, Any]:
     status = str(event.status)
-    at = _iso(event.timestamp)
+    at = iso(event.timestamp)
     values: dict[str, Any] = {"status": status, "status_changed_at": at}
     if status == "resolved":
         values["resolved_at"] = at
@@ -347,27 +345,8 @@ _CHANGES: dict[type, _Change] = {
 }
 
 
-def _iso(at: datetime) -> str:
-    # UTC with fixed-width microseconds: text order is then time order, for sorting.
-    return at.astimezone(UTC).isoformat(timespec="microseconds")
-
-
 def _str(value: Any) -> str | None:
     return None if value is None else str(value)
-
-
-def _like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def _one_of(
-    column: str, value: str | Iterable[str] | None, where: list[str], params: list[Any]
-) -> None:
-    if value is None:
-        return
-    values = [value] if isinstance(value, str) else [str(v) for v in value]
-    where.append(f"{column} IN ({', '.join('?' * len(values))})")
-    params.extend(values)
 
 
 def _ticket(row: sqlite3.Row) -> dict[str, Any]:

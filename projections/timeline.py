@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from domain.calls import Call
@@ -32,6 +32,7 @@ from domain.customers import Customer
 from domain.phones import InvalidPhoneNumber, normalize_phone_number
 from domain.tickets import Ticket, TicketStatus
 from projections.readmodel import SqliteReadModel
+from projections.sql import iso
 
 # Long enough to recognise a message in a list; the conversation holds the rest.
 PREVIEW = 300
@@ -224,7 +225,7 @@ class TimelineReadModel(SqliteReadModel):
                 _key("c", conversation_id, event.originator_version),
                 conversation_id,
                 row[0],
-                _iso(at),
+                iso(at),
                 kind,
                 direction,
                 _preview(body),
@@ -248,7 +249,7 @@ class TimelineReadModel(SqliteReadModel):
                     phone_key(event.customer_number),
                     str(event.direction),
                     event.legs[0]["leg_id"],
-                    _iso(event.at),
+                    iso(event.at),
                 ),
             )
             self._add_agent_legs(db, call_id, event.legs)
@@ -279,7 +280,7 @@ class TimelineReadModel(SqliteReadModel):
             ).fetchone()
             db.execute(
                 "UPDATE calls SET answered_at = ?, agent_id = ? WHERE id = ?",
-                (_iso(event.at), agent[0] if agent else None, call_id),
+                (iso(event.at), agent[0] if agent else None, call_id),
             )
             self._note_call(db, call_id)
         elif isinstance(event, Call.Abandoned):
@@ -294,7 +295,7 @@ class TimelineReadModel(SqliteReadModel):
                 outcome, duration = ("abandoned" if abandoned else "unanswered"), 0.0
             db.execute(
                 "UPDATE calls SET ended_at = ?, outcome = ?, duration_seconds = ? WHERE id = ?",
-                (_iso(event.at), outcome, duration, call_id),
+                (iso(event.at), outcome, duration, call_id),
             )
             self._note_call(db, call_id)
 
@@ -382,7 +383,7 @@ class TimelineReadModel(SqliteReadModel):
                 _key("t", ticket_id, event.originator_version),
                 ticket_id,
                 tenant,
-                _iso(event.timestamp),
+                iso(event.timestamp),
                 kind,
                 _preview(text) or None,
                 _str(author),
@@ -492,11 +493,6 @@ def _identity_value(kind: str, value: str) -> str:
     return phone_key(value) if kind == "phone" else value
 
 
-def _iso(at: datetime) -> str:
-    """UTC, fixed width: text order is time order, across streams and offsets."""
-    return at.astimezone(UTC).isoformat(timespec="microseconds")
-
-
 def _key(prefix: str, originator_id: str, version: int) -> str:
     # Zero-padded so that text order is version order within one aggregate.
     return f"{prefix}:{originator_id}:{version:010d}"
@@ -515,10 +511,10 @@ def _cursor(before: str | datetime | None) -> tuple[str, str]:
     if before is None:
         return "9999", ""  # after every ISO time
     if isinstance(before, datetime):
-        return _iso(before), ""
+        return iso(before), ""
     at, bar, key = before.partition("|")
     if not bar:
-        return _iso(datetime.fromisoformat(at)), ""
+        return iso(datetime.fromisoformat(at)), ""
     return at, key
 
 
