@@ -197,8 +197,9 @@ class RoutingDecisions(TenantApplication):
     ) -> int:
         routing = self._load_or_begin(tenant_id, kind, work_id)
         # An offer that ended on the agent's side (answered, declined) leaves no event
-        # here; the manager only offers again once it saw that, so it is settled.
-        if routing.ringing is not None and routing.ringing != agent_id:
+        # here; the manager only offers again once it saw that, so it is settled — also
+        # when the same agent is offered again, which is a new attempt.
+        if routing.ringing is not None:
             routing.settle(routing.ringing)
         attempt = routing.offer(queue_id, agent_id, policy, ring_timeout_seconds, at)
         self.save(routing)

@@ -485,6 +485,7 @@ class Router(ProcessManager):
         finally:
             db.execute("COMMIT")
         jobs = self._follow_work(ctx, agents, queues, calls, conversations)
+        jobs += self._on_calls_they_answered(ctx, db)
         jobs += self._offer(ctx, db, agents, queues, calls, conversations, routings, ringing_for)
         # The jobs touch different aggregates (each agent, each piece of work once), so
         # they run side by side, and act does not wait for them: a decision waits for
@@ -579,6 +580,26 @@ class Router(ProcessManager):
             if step is not None:
                 self._working.add(agent["id"])
                 jobs.append(self._releasing(agent["id"], _guarded(agent["id"], step)))
+        return jobs
+
+    def _on_calls_they_answered(self, ctx: ActContext, db: sqlite3.Connection) -> list[Job]:
+        """Agents whose ring was ended (timed out, withdrawn) just as they answered: the
+        switch connected them, so they are on the call, whatever the offer's fate."""
+        jobs: list[Job] = []
+        rows = db.execute(
+            "SELECT a.id, a.tenant_id, c.id FROM agents a JOIN calls c ON c.answered_by = a.id "
+            "WHERE c.ended_at IS NULL AND a.active = 1 AND a.presence = 'available'"
+        ).fetchall()
+        for aid, tenant, call_id in rows:
+            if aid in self._working:
+                continue
+            self._working.add(aid)
+
+            def start(aid: str = aid, tenant: str = tenant, call_id: str = call_id) -> list[Any]:
+                ctx.apps.agents.start_interaction(tenant, UUID(aid), call_id)
+                return [("on_answered_call", tenant, call_id, aid)]
+
+            jobs.append(self._releasing(aid, _guarded(aid, start)))
         return jobs
 
     def _releasing(self, agent_id: str, job: Job) -> Job:
@@ -734,11 +755,18 @@ class Router(ProcessManager):
             queue = queues.get(work["queue_id"])
             if queue is None or queue["tenant_id"] != tenant:
                 continue  # a queue we have not seen yet (its stream is behind)
-            if routing.get("fell_back_to") not in (None, FallbackKind.QUEUE):
+            if kind is WorkKind.CALL and routing.get("fell_back_to") not in (
+                None,
+                FallbackKind.QUEUE,
+            ):
                 continue  # sent to voicemail or a message: the switch ends it
             if fallen.get(work_id, ("", now))[0] == queue["id"]:
                 continue  # its fallback is decided; its events are on their way
             fallback = self._fallback_due(db, queue, queued_at, now)
+            if fallback and kind is WorkKind.CONVERSATION and fallback[1]["kind"] != "queue":
+                # Voicemail and messages are for callers; a chat or an email waits on in
+                # its queue (and its customer sees the channel's own offline message).
+                fallback = None
             if fallback is not None:
                 with self._claims:
                     # Remembered for a while, so that a pass before the events come back
@@ -860,15 +888,10 @@ class Router(ProcessManager):
         apps, tenant, work_id = ctx.apps, work["tenant_id"], work["id"]
         target = fallback.get("queue_id")
         try:
-            apps.routing.fell_back(
-                tenant, kind, work_id, UUID(queue["id"]), reason, fallback, ctx.now
-            )
-            if fallback["kind"] == FallbackKind.QUEUE and target:
-                if kind is WorkKind.CALL:
-                    apps.calls.offer_to_queue(tenant, UUID(work_id), UUID(target), ctx.now)
-                else:
-                    apps.conversations.move_to_queue(tenant, UUID(work_id), UUID(target))
-            elif kind is WorkKind.CALL:
+            if fallback["kind"] != FallbackKind.QUEUE and kind is WorkKind.CALL:
+                # The switch first: a fallback recorded but never sent would leave the
+                # caller waiting for good (the record says it is handled). Sent but not
+                # recorded, it is decided and sent again, under the same command id.
                 command = commands.SendToFallback(
                     command_id=f"fallback:{work_id}:{reason.value}:{work['queued_at']}",
                     tenant_id=tenant,
@@ -878,6 +901,14 @@ class Router(ProcessManager):
                     message=fallback.get("message"),
                 )
                 ctx.publish(commands.subject(tenant, command), commands.encode(command))
+            apps.routing.fell_back(
+                tenant, kind, work_id, UUID(queue["id"]), reason, fallback, ctx.now
+            )
+            if fallback["kind"] == FallbackKind.QUEUE and target:
+                if kind is WorkKind.CALL:
+                    apps.calls.offer_to_queue(tenant, UUID(work_id), UUID(target), ctx.now)
+                else:
+                    apps.conversations.move_to_queue(tenant, UUID(work_id), UUID(target))
         except DomainError as error:
             log.debug("routing: fallback for %s: %s", work_id, error)
             return []

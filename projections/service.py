@@ -42,6 +42,7 @@ from projections.readmodel import Change, SqliteReadModel
 log = logging.getLogger(__name__)
 
 MAX_IDLE_ACT = 30.0  # seconds: a process manager acts at least this often
+MIN_REACT = 1.0  # seconds before acting again on a due time the last act did not move
 BATCH = 500  # events applied in one transaction at most
 
 
@@ -77,8 +78,9 @@ class ProjectionService:
         self._apply_lock = threading.Lock()  # one writer: the changes noted are its own
         self._threads: list[threading.Thread] = []
         self._subscriptions: dict[str, Subscription[Any]] = {}
+        self._failures: dict[str, int] = {}
         self._dirty = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def acts(self) -> bool:
@@ -109,10 +111,10 @@ class ProjectionService:
             )
             thread.start()
             self._threads.append(thread)
-        self._tasks.append(self._loop.create_task(self._watch_streams()))
+        self._tasks.add(self._loop.create_task(self._watch_streams()))
         if self.acts:
             self._dirty.set()  # act once at start: what fell due while we were down
-            self._tasks.append(self._loop.create_task(self._act_loop()))
+            self._tasks.add(self._loop.create_task(self._act_loop()))
 
     async def _poll_streams(self) -> None:
         # Each stream's end, for the lag in /health (an upper bound: it may also count a
@@ -132,15 +134,15 @@ class ProjectionService:
 
     # ---------------------------------------------------------------- the reading threads
     def _follow(self, upstream: str) -> None:
-        failures = 0
         while not self._stopping.is_set():
             try:
                 self._follow_once(upstream)
                 return  # stopped
             except Exception as error:  # noqa: BLE001 - any failure parks this stream here
-                failures += 1
+                self._failures[upstream] = self._failures.get(upstream, 0) + 1
                 self._park(upstream, error)
             # Back off while the cause stays (an operator may take a while to decide).
+            failures = self._failures[upstream]
             self._stopping.wait(min(self.retry_after * 2 ** (failures - 1), 60.0))
 
     def _follow_once(self, upstream: str) -> None:
@@ -171,6 +173,7 @@ class ProjectionService:
                     self._apply_one_by_one(upstream, mapper, events)
                 else:
                     self._after_apply(changes)
+                self._failures.pop(upstream, None)  # the cause has gone: back off afresh
         finally:
             self._subscriptions.pop(upstream, None)
             subscription.stop()
@@ -203,8 +206,8 @@ class ProjectionService:
         # One task per burst, each change once: a burst often touches a row many times.
         # Fire and forget: a push lost is refetched by the browser when it reconnects.
         task = asyncio.ensure_future(self._publish_changes(list(dict.fromkeys(changes))))
-        self._tasks.append(task)
-        task.add_done_callback(self._tasks.remove)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _publish_changes(self, changes: list[Change]) -> None:
         for change in changes:
@@ -232,11 +235,37 @@ class ProjectionService:
     async def _act_loop(self) -> None:
         manager = self.readmodel
         assert isinstance(manager, ProcessManager)
+        # First catch up with what the streams held at start: acting on tables that are
+        # still behind would redo what was decided before the restart (ring an agent for
+        # a call another already answered).
+        start = await asyncio.to_thread(self._last_events)
+        seen, still = manager.positions(), 0.0
+        while not self.errors and any(seen[u] < start[u] for u in start) and still < 5.0:
+            await asyncio.sleep(0.05)
+            now = manager.positions()
+            # No progress for a while (the last event was skipped by an operator, say):
+            # as caught up as it gets.
+            still = 0.0 if now != seen else still + 0.05
+            seen = now
+        last_due: datetime | None = None
         while True:
-            due = await asyncio.to_thread(manager.next_due)
             wait = MAX_IDLE_ACT
-            if due is not None:
-                wait = min(max((due - self.clock()).total_seconds(), 0.0), MAX_IDLE_ACT)
+            if self.errors:
+                # Parked: the state does not move; look again after a while.
+                wait = self.retry_after
+            else:
+                try:
+                    due = await asyncio.to_thread(manager.next_due)
+                except Exception as error:  # noqa: BLE001 - reported, retried
+                    self.act_error = f"next_due: {type(error).__name__}: {error}"
+                    due, wait = None, self.retry_after
+                if due is not None:
+                    wait = min(max((due - self.clock()).total_seconds(), 0.0), MAX_IDLE_ACT)
+                    if due == last_due:
+                        # The last act did not move it (the work it names is in hand,
+                        # or waits for something else): do not spin on it.
+                        wait = max(wait, MIN_REACT)
+                last_due = due
             try:
                 await asyncio.wait_for(self._dirty.wait(), wait)
             except TimeoutError:
@@ -261,6 +290,17 @@ class ProjectionService:
             if decisions:
                 log.debug("process manager %s decided %s", self.name, decisions)
 
+    def _last_events(self) -> dict[str, int]:
+        """Each upstream stream's last event id (0 for a stream not there yet)."""
+        apps = self._apps().by_name()
+        last: dict[str, int] = {}
+        for upstream in self.readmodel.upstreams:
+            try:
+                last[upstream] = apps[upstream].recorder.max_notification_id() or 0
+            except Exception:  # noqa: BLE001 - no stream yet: nothing to wait for
+                last[upstream] = 0
+        return last
+
     def _publish_blocking(self, subject: str, payload: bytes) -> None:
         """`ActContext.publish`: called from `act` on a worker thread."""
         assert self._loop is not None
@@ -270,11 +310,13 @@ class ProjectionService:
 
     async def stop(self) -> None:
         self._stopping.set()
+        drain = getattr(self.readmodel, "drain", None)
+        if drain is not None:  # commands a process manager still has running
+            await asyncio.to_thread(drain)
         for subscription in list(self._subscriptions.values()):
             subscription.stop()
         for task in list(self._tasks):
             task.cancel()
-        self._tasks.clear()
         threads, self._threads = self._threads, []
         for thread in threads:
             await asyncio.to_thread(thread.join, 10.0)

@@ -291,6 +291,41 @@ def test_ring_timeout_moves_on_to_the_next_agent_and_history_explains(world: Wor
     assert world.router.waiting(ACME) == []
 
 
+def test_an_agent_who_answers_as_the_ring_times_out_is_on_the_call(world: World) -> None:
+    agent = world.agent(ACME, "Late")
+    call = world.call(ACME, world.queue(ACME))
+    world.act()
+    assert world.ringing_agent(call) == agent
+
+    class WithoutCalls(Router):
+        upstreams = tuple(u for u in Router.upstreams if u != "calls")
+
+    # The answer is in the calls stream, which the router has not read yet when the ring
+    # timeout comes: it ends the ring.
+    world.answer(ACME, call)
+    world.offset += timedelta(seconds=20)
+    catch_up(WithoutCalls(world.path), world.apps)
+    world.router.act(ActContext(world.apps, world.now, world.publish))
+    world.router.drain()
+    assert world.presence(ACME, agent) == Presence.AVAILABLE
+    decided = world.act()  # now it reads the answer
+    assert ("on_answered_call", ACME, str(call), str(agent)) in decided
+    assert world.presence(ACME, agent) == Presence.ON_CALL
+    world.end(ACME, call)
+    world.act()
+    assert world.presence(ACME, agent) == Presence.WRAP_UP
+
+
+def test_a_chat_is_never_sent_to_voicemail_and_is_routed_once_someone_comes(world: World) -> None:
+    queue = world.queue(ACME)
+    world.apps.queues.set_waiting_rules(ACME, queue, 20, 60, no_agent=Fallback.voicemail())
+    customer = world.apps.customers.register(ACME, "Visitor")
+    chat = world.apps.conversations.start(ACME, Channel.CHAT, customer, queue_id=queue)
+    assert world.act() == []  # nobody logged in: a chat waits, it has no voicemail
+    agent = world.agent(ACME, "Morning")
+    assert offered(world.act()) == [(str(chat), str(agent))]
+
+
 def test_overflow_after_max_wait_goes_to_the_overflow_queue(world: World) -> None:
     backup_agent = world.agent(ACME, "Backup", department="backup")
     sales = world.queue(ACME, "Sales", policy=RoutingPolicy.DEPARTMENT, department="sales")
