@@ -123,8 +123,9 @@ def start_instance(
 
 
 # --layout split: the scaled-out shape of ../shared/ARCHITECTURE.md on one machine — the
-# fact consumers and API, the routing manager, and the other read models each in a
-# process of their own, so that no one GIL carries all of it.
+# fact consumers and API (with the customers read model the API answers from), the
+# routing manager, and the other read models each in a process of their own, so that no
+# one GIL carries all of it.
 LAYOUTS = {
     "embedded": {"cloudcc": "all"},
     "split": {
@@ -133,7 +134,6 @@ LAYOUTS = {
         "readmodels": ",".join(
             name
             for name in (
-                "customers",
                 "inbox",
                 "tickets",
                 "call_log",

@@ -87,7 +87,7 @@ class FactConsumer:
         self.error: str | None = None
         self._task: asyncio.Task[None] | None = None
         # The last task of each ordering key still running, and a bound on facts in hand.
-        self._lanes: dict[str, asyncio.Task[None]] = {}
+        self._lanes: dict[str, asyncio.Task[bool]] = {}
         self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
 
     async def start(self) -> None:
@@ -134,7 +134,14 @@ class FactConsumer:
             self.error = None
             for msg in messages:
                 await self._in_flight.acquire()
-                fact = await self._decode(msg)
+                try:
+                    fact = await self._decode(msg)
+                except Exception as error:  # noqa: BLE001 - e.g. parking it failed
+                    # Not acked: it comes back after ack_wait and is tried again.
+                    self._in_flight.release()
+                    self.error = f"{msg.subject}: {error!r}"
+                    log.warning("facts-%s: %s", self.kind, self.error)
+                    continue
                 if fact is None:
                     self._in_flight.release()
                     continue
@@ -147,18 +154,34 @@ class FactConsumer:
         task = asyncio.get_running_loop().create_task(self._after(before, msg, fact))
         self._lanes[key] = task
 
-        def done(finished: asyncio.Task[None]) -> None:
+        def done(finished: asyncio.Task[bool]) -> None:
             self._in_flight.release()
             if self._lanes.get(key) is finished:
                 del self._lanes[key]
 
         task.add_done_callback(done)
 
-    async def _after(self, before: asyncio.Task[None] | None, msg: Msg, fact: AnyFact) -> None:
+    async def _after(self, before: asyncio.Task[bool] | None, msg: Msg, fact: AnyFact) -> bool:
+        """Handle `fact` once the fact before it in its lane is done; True if it was
+        settled (acked), False if it will come again (nacked)."""
+        settled = True
         if before is not None:
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.shield(before)
-        await self._handle(msg, fact)
+            try:
+                settled = await asyncio.shield(before)
+            except (Exception, asyncio.CancelledError):  # noqa: BLE001
+                settled = False
+        if not settled:
+            # The one before comes again later: so must this one, or the lane's order
+            # breaks (a hang-up handled before the answer it follows loses the answer).
+            with contextlib.suppress(Exception):
+                await msg.nak(delay=self.retry_delay + 0.1)
+            return False
+        try:
+            return await self._handle(msg, fact)
+        except Exception as error:  # noqa: BLE001 - an ack or nak lost: it comes back
+            self.error = f"{msg.subject}: {error!r}"
+            log.warning("facts-%s: %s", self.kind, self.error)
+            return False
 
     async def _decode(self, msg: Msg) -> AnyFact | None:
         """The fact in a message, or None once it is parked (or was a parked record)."""
@@ -179,7 +202,8 @@ class FactConsumer:
             return None
         return fact
 
-    async def _handle(self, msg: Msg, fact: AnyFact) -> None:
+    async def _handle(self, msg: Msg, fact: AnyFact) -> bool:
+        """Handle one fact; True once it is settled (acked or parked)."""
         subject = msg.subject
         tenant = fact.tenant_id
         try:
@@ -187,22 +211,22 @@ class FactConsumer:
         except (OperationalError, IntegrityError) as error:
             log.warning("fact %s on %s: will retry: %s", fact.fact_id, subject, error)
             await msg.nak(delay=self.retry_delay)
-            return
+            return False
         except Exception as error:  # noqa: BLE001 - a bug must not stop the other facts
             log.exception("fact %s on %s failed", fact.fact_id, subject)
-            await self._retry_or_park(msg, tenant, f"handler failed: {error!r}")
-            return
+            return await self._retry_or_park(msg, tenant, f"handler failed: {error!r}")
         log.debug("fact %s on %s: %s", fact.fact_id, subject, outcome)
         if outcome.startswith("deferred"):
-            await self._retry_or_park(msg, tenant, outcome)
-        else:
-            await msg.ack()
+            return await self._retry_or_park(msg, tenant, outcome)
+        await msg.ack()
+        return True
 
-    async def _retry_or_park(self, msg: Msg, tenant: str, reason: str) -> None:
+    async def _retry_or_park(self, msg: Msg, tenant: str, reason: str) -> bool:
         if msg.metadata.num_delivered >= self.max_deliveries:
             await self._park(msg, tenant, f"{reason} (after {self.max_deliveries} deliveries)")
-        else:
-            await msg.nak(delay=self.retry_delay)
+            return True
+        await msg.nak(delay=self.retry_delay)
+        return False
 
     async def _park(self, msg: Msg, tenant: str, reason: str) -> None:
         log.error("parked a message of %s: %s", msg.subject, reason)

@@ -122,11 +122,14 @@ def register_services(runtime: Any) -> None:
             f"CLOUDCC_SERVICES: no service {', '.join(sorted(unknown))}; "
             f"there are: {', '.join(sorted(known))}"
         )
-    domain = DomainService(
-        settings.data_dir,
-        [name for name in READMODELS if settings.runs(name)],
-        wrap_up_seconds=settings.wrap_up_seconds,
-    )
+    names = [name for name in READMODELS if settings.runs(name)]
+    if settings.runs("api") and CUSTOMERS.name not in names:
+        # The API answers from the customers read model: it must be kept up to date in
+        # the process that serves it (its file is in this process's data directory).
+        names.append(CUSTOMERS.name)
+    if settings.demo and len(names) < len(READMODELS):
+        raise SettingsError("--demo runs every service: leave CLOUDCC_SERVICES unset")
+    domain = DomainService(settings.data_dir, names, wrap_up_seconds=settings.wrap_up_seconds)
     runtime.add_service(domain)
     if settings.runs("facts"):
         runtime.add_service(FactsService(domain))
