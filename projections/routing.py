@@ -147,6 +147,7 @@ class Router(ProcessManager):
         self._done: list[Any] = []  # decisions of finished jobs, for the next act to return
         self._running = 0
         self._working: set[str] = set()  # agents a presence job is running for
+        self._offering: set[str] = set()  # work an offer job is running for
         # Candidates by the agent row's routing-relevant values: most rows do not change
         # between two acts, and building 200 Candidates per act showed in profiles.
         self._candidates: dict[tuple[Any, ...], Candidate] = {}
@@ -562,6 +563,13 @@ class Router(ProcessManager):
                         del self._inflight[work_id]
                         if self._inflight_agents.get(agent_id) == work_id:
                             del self._inflight_agents[agent_id]
+        with self._claims:
+            # An agent claimed by a job that has finished, for work now claimed by
+            # another agent (the claim expired and was planned again meanwhile): free.
+            for agent_id, work_id in list(self._inflight_agents.items()):
+                holder = self._inflight.get(work_id, ("",))[0]
+                if work_id not in self._offering and holder != agent_id:
+                    del self._inflight_agents[agent_id]
 
     def _follow_work(
         self,
@@ -808,11 +816,27 @@ class Router(ProcessManager):
                 # Claimed until the agent's events come back (see _forget_settled).
                 self._inflight[work_id] = (first, now)
                 self._inflight_agents[first] = work_id
+                self._offering.add(work_id)
             offer = partial(self._offer_one, ctx, kind, work, queue, choices)
             jobs.append(_guarded(work_id, offer))
         return jobs
 
     def _offer_one(
+        self,
+        ctx: ActContext,
+        kind: WorkKind,
+        work: dict[str, Any],
+        queue: dict[str, Any],
+        choices: list[dict[str, Any]],
+    ) -> list[Any]:
+        work_id = work["id"]
+        try:
+            return self._offer_first_free(ctx, kind, work, queue, choices)
+        finally:
+            with self._claims:
+                self._offering.discard(work_id)
+
+    def _offer_first_free(
         self,
         ctx: ActContext,
         kind: WorkKind,
