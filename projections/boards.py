@@ -9,6 +9,8 @@ Each upstream stream writes its own tables; a board joins them when it is read:
 - `QueueBoardReadModel`: the queue's name from the queues stream; one row per stay of a
   call in a queue (calls stream) and per stay of a conversation (conversations stream),
   from entering until answered, abandoned, moved on to another queue or ended unanswered.
+  A conversation waits as routing has it (in a queue, unassigned, open): unassigned or
+  reopened while still in its queue, it starts a new stay there.
 
 Times are the events' own (a fact's `at`, else the event's timestamp), kept as epoch
 seconds for arithmetic and as ISO text for display. What is still going on (a waiting
@@ -29,7 +31,7 @@ from domain.conversations import Conversation, ConversationStatus
 from domain.queues import Queue
 from domain.vocabulary import Presence
 from projections.readmodel import SqliteReadModel
-from projections.sql import iso
+from projections.sql import iso, update_row
 
 # The presence each User event leads to (InteractionEnded depends on its wrap_up).
 _PRESENCE_EVENTS: dict[type[Any], Presence] = {
@@ -508,6 +510,14 @@ class QueueBoardReadModel(SqliteReadModel):
             tenant_id TEXT NOT NULL,
             channel TEXT NOT NULL
         )""",
+        # Where a conversation stands for routing (the conversations stream): it waits
+        # while it is in a queue, unassigned and open — as projections.routing has it.
+        """CREATE TABLE IF NOT EXISTS conversation_state (
+            id TEXT PRIMARY KEY,
+            queue_id TEXT,
+            assignee TEXT,
+            status TEXT NOT NULL
+        )""",
         *(
             statement
             for table in ("call_waits", "conversation_waits")
@@ -588,6 +598,14 @@ class QueueBoardReadModel(SqliteReadModel):
                 "INSERT INTO conversations VALUES (?, ?, ?)",
                 (conversation_id, event.tenant_id, channel),
             )
+            db.execute(
+                "INSERT INTO conversation_state VALUES (?, ?, NULL, ?)",
+                (
+                    conversation_id,
+                    None if event.queue_id is None else str(event.queue_id),
+                    ConversationStatus.OPEN.value,
+                ),
+            )
             if event.queue_id is not None:
                 self._enter(
                     db,
@@ -600,6 +618,12 @@ class QueueBoardReadModel(SqliteReadModel):
                     event.at,
                 )
         elif isinstance(event, Conversation.MovedToQueue):
+            update_row(
+                db,
+                "conversation_state",
+                conversation_id,
+                {"queue_id": str(event.queue_id), "assignee": None},
+            )
             row = db.execute(
                 "SELECT tenant_id, channel FROM conversations WHERE id = ?", (conversation_id,)
             ).fetchone()
@@ -618,9 +642,48 @@ class QueueBoardReadModel(SqliteReadModel):
                     event.timestamp,
                 )
         elif isinstance(event, Conversation.Assigned):
+            update_row(db, "conversation_state", conversation_id, {"assignee": str(event.agent_id)})
             self._leave(db, "conversation_waits", conversation_id, "answered", event.timestamp)
-        elif isinstance(event, Conversation.StatusChanged) and str(event.status) in _DONE:
-            self._leave(db, "conversation_waits", conversation_id, "ended", event.timestamp)
+        elif isinstance(event, Conversation.Transferred):
+            update_row(
+                db, "conversation_state", conversation_id, {"assignee": str(event.to_agent_id)}
+            )
+        elif isinstance(event, Conversation.Unassigned):
+            # Back in its queue, if it is in one and open: a new stay begins.
+            update_row(db, "conversation_state", conversation_id, {"assignee": None})
+            self._wait_again(db, conversation_id, event)
+        elif isinstance(event, Conversation.StatusChanged):
+            status = ConversationStatus(event.status).value
+            update_row(db, "conversation_state", conversation_id, {"status": status})
+            if status in _DONE:
+                self._leave(db, "conversation_waits", conversation_id, "ended", event.timestamp)
+            elif status == ConversationStatus.OPEN.value:
+                # Reopened (or the customer wrote again) while unassigned in its queue.
+                self._wait_again(db, conversation_id, event)
+
+    def _wait_again(self, db: sqlite3.Connection, conversation_id: str, event: Any) -> None:
+        """Start a stay in the conversation's queue if it waits there now (in the queue,
+        unassigned and open) and no stay of it is going on already."""
+        row = db.execute(
+            "SELECT c.tenant_id, c.channel, s.queue_id FROM conversations c "
+            "JOIN conversation_state s ON s.id = c.id "
+            "WHERE c.id = ? AND s.queue_id IS NOT NULL AND s.assignee IS NULL AND s.status = ? "
+            "AND NOT EXISTS (SELECT 1 FROM conversation_waits w "
+            "WHERE w.item_id = c.id AND w.outcome = 'waiting')",
+            (conversation_id, ConversationStatus.OPEN.value),
+        ).fetchone()
+        if row is not None:
+            tenant, channel, queue_id = row
+            self._enter(
+                db,
+                "conversation_waits",
+                conversation_id,
+                event,
+                tenant,
+                queue_id,
+                channel,
+                event.timestamp,
+            )
 
     def _enter(
         self,

@@ -1,8 +1,10 @@
 """The call log (AX16): one row per call, what happened on it and how long each part took.
 
 A row follows its call from the first channel to the hang-up and stays: direction,
-hotline, the customer's number, the queues it waited in, the agents who answered it, its
-times (started, offered to a queue, first ring, answered, ended), its durations and its
+hotline, the customer's number, the queues it waited in, the agents who took it (the
+first to answer, then transfer targets: an attended transfer's consult agent only once
+the transfer completes onto them, not for answering the consultation), its times
+(started, offered to a queue, first ring, answered, ended), its durations and its
 recordings (AX10, AX20). Legs and recordings live in tables of their own.
 
 Durations are those of `Call.usage()` (domain.calls), computed from the same facts as the
@@ -110,6 +112,13 @@ _SCHEMA = (
         metadata TEXT NOT NULL,
         PRIMARY KEY (call_id, recording_id)
     )""",
+    # The consult legs of attended transfers still consulting: their agent takes the call
+    # only if the transfer completes onto them (Transferred), not when they answer.
+    """CREATE TABLE IF NOT EXISTS call_consult_legs (
+        call_id TEXT NOT NULL,
+        leg_id TEXT NOT NULL,
+        PRIMARY KEY (call_id, leg_id)
+    )""",
 )
 
 _NON_RINGING = (PartyKind.SUPERVISOR.value,)
@@ -184,10 +193,18 @@ class CallLogReadModel(SqliteReadModel):
     def _leg_added(self, db: sqlite3.Connection, row: sqlite3.Row, event: Any) -> dict[str, Any]:
         at = iso(event.at)
         values: dict[str, Any] = {}
-        if type(event) is Call.Transferred:
+        leg = _NEW_LEG[type(event)](event)
+        if type(event) is Call.TransferRequested:
+            db.execute(
+                "INSERT OR IGNORE INTO call_consult_legs VALUES (?, ?)", (row["id"], leg["leg_id"])
+            )
+        elif type(event) is Call.Transferred:
             _end_leg(db, row["id"], event.from_leg_id, "transferred", at)
             values.update(_stop_holding(row, at), transfer_count=row["transfer_count"] + 1)
-        leg = _NEW_LEG[type(event)](event)
+            if _end_consult(db, row["id"], leg["leg_id"]):
+                # An attended transfer completes onto the consult leg, answered already:
+                # its agent takes the call now.
+                values.update(_took_the_call(db, row, leg["leg_id"]))
         _insert_leg(db, row["tenant_id"], row["id"], leg, at)
         if str(leg["party"]) not in _NON_RINGING:
             first = row["first_ring_at"]
@@ -196,19 +213,22 @@ class CallLogReadModel(SqliteReadModel):
 
     def _answered(self, db: sqlite3.Connection, row: sqlite3.Row, event: Any) -> dict[str, Any]:
         at = iso(event.at)
-        leg = db.execute(
+        db.execute(
             "UPDATE call_legs SET answered_at = coalesce(answered_at, ?) "
-            "WHERE call_id = ? AND leg_id = ? RETURNING party, user_id",
+            "WHERE call_id = ? AND leg_id = ?",
             (at, row["id"], event.leg_id),
-        ).fetchone()
+        )
         values: dict[str, Any] = {}
         if row["answered_at"] is None and event.leg_id != row["origin_leg_id"]:
             values.update(answered_at=at, answered_leg_id=event.leg_id)
-        # Every agent who took the call: the first to answer, then transfer targets.
-        if leg is not None and leg["party"] == PartyKind.AGENT.value and leg["user_id"]:
-            agents = msgspec.json.decode(row["agents"], type=list[str])
-            if leg["user_id"] not in agents:
-                values["agents"] = _json.encode([*agents, leg["user_id"]]).decode()
+        # Every agent who took the call: the first to answer, then transfer targets — a
+        # consult leg's agent only once the transfer completes onto them (Transferred).
+        consulting = db.execute(
+            "SELECT 1 FROM call_consult_legs WHERE call_id = ? AND leg_id = ?",
+            (row["id"], event.leg_id),
+        ).fetchone()
+        if consulting is None:
+            values.update(_took_the_call(db, row, event.leg_id))
         return values
 
     def _leg_left(self, db: sqlite3.Connection, row: sqlite3.Row, event: Any) -> dict[str, Any]:
@@ -216,6 +236,7 @@ class CallLogReadModel(SqliteReadModel):
         kind = type(event)
         if kind is Call.TransferCancelled:
             _end_leg(db, row["id"], event.consult_leg_id, "transfer_cancelled", at)
+            _end_consult(db, row["id"], event.consult_leg_id)
         elif kind is Call.SupervisionEnded:
             _end_leg(db, row["id"], event.leg_id, "supervision_ended", at)
         else:
@@ -268,6 +289,7 @@ class CallLogReadModel(SqliteReadModel):
             "UPDATE call_recordings SET stopped_at = ? WHERE call_id = ? AND stopped_at IS NULL",
             (at, row["id"]),
         )
+        db.execute("DELETE FROM call_consult_legs WHERE call_id = ?", (row["id"],))
         held = _stop_holding(row, at)
         hold = held.get("hold_seconds", row["hold_seconds"])
         end = _time(at)
@@ -468,6 +490,31 @@ def _end_leg(db: sqlite3.Connection, call_id: str, leg_id: str, cause: str, at: 
         "WHERE call_id = ? AND leg_id = ? AND ended_at IS NULL",
         (at, cause, call_id, leg_id),
     )
+
+
+def _end_consult(db: sqlite3.Connection, call_id: str, leg_id: str) -> bool:
+    """The consult leg's transfer completed or was cancelled; False if it was none."""
+    return (
+        db.execute(
+            "DELETE FROM call_consult_legs WHERE call_id = ? AND leg_id = ?", (call_id, leg_id)
+        ).rowcount
+        > 0
+    )
+
+
+def _took_the_call(db: sqlite3.Connection, row: sqlite3.Row, leg_id: str) -> dict[str, Any]:
+    """`agents` with the leg's agent added, if it is an answered agent's leg not there yet."""
+    leg = db.execute(
+        "SELECT party, user_id FROM call_legs WHERE call_id = ? AND leg_id = ? "
+        "AND answered_at IS NOT NULL",
+        (row["id"], leg_id),
+    ).fetchone()
+    if leg is None or leg["party"] != PartyKind.AGENT.value or not leg["user_id"]:
+        return {}
+    agents = msgspec.json.decode(row["agents"], type=list[str])
+    if leg["user_id"] in agents:
+        return {}
+    return {"agents": _json.encode([*agents, leg["user_id"]]).decode()}
 
 
 def _stop_holding(row: sqlite3.Row, at: str) -> dict[str, Any]:

@@ -7,9 +7,17 @@ tenant's business calendar of that name is (domain.campaigns). The two meet in `
 
 `act(ctx)`, for each campaign:
 - scheduled, and one of its windows contains `now`: start it (Campaigns.start);
+- running, with an attempt in progress for longer than the channel's outcome time-out
+  (`OUTCOME_TIMEOUTS`, counted from its Attempted event's time): record it failed, "no
+  outcome", retryable (Campaigns.failed). The command goes out on core NATS, which may
+  drop it, and an outcome may be lost too: without this such an attempt would stay in
+  progress for ever, holding a slot (with `max_concurrent` 1, the whole campaign);
 - running with no target left to try: complete it (Campaigns.complete) — the domain
   completes by itself on the last outcome, so this is for campaigns that had nothing to
   try when they started (every target opted out first);
+- running, and its last window has ended: complete it (Campaigns.complete; the domain
+  completes a campaign whatever its targets, which stay as they are: pending ones were
+  not tried in time, and an attempt still in progress gets its outcome recorded later);
 - running, inside a window whose calendar is open: attempt the oldest due targets, as many
   as the pacing allows (never more than `max_concurrent` in flight, never more than
   `per_minute` started in any sliding minute), a retry only once its `not_before` has
@@ -25,14 +33,17 @@ remembers in memory the attempts it made until the table shows them; those count
 flight and in the minute. The domain refuses an attempt on a target that is not pending,
 which guards a restart (memory gone) before the catch-up. A command is addressed by
 `attempt_command_id`, the same every time it is sent, so a receiver that gets it twice
-acts once; one NATS did not take is kept in memory and sent again at the next act.
+acts once; one NATS did not take is kept in memory and sent again at the next act (until
+its attempt times out). An attempt told failed for want of an outcome is remembered too,
+until the table shows it, so that it is neither told again nor due again meanwhile.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -48,12 +59,14 @@ from domain.campaigns import (
     DEFAULT_MAX_CONCURRENT,
     DEFAULT_PER_MINUTE,
     DEFAULT_RETRY_AFTER_SECONDS,
+    AttemptMismatch,
     Campaign,
     CampaignStateError,
     CampaignStatus,
     InvalidCampaign,
     TargetNotDue,
     TargetStatus,
+    UnknownTarget,
     Window,
 )
 from domain.checks import aware
@@ -70,6 +83,14 @@ _MINUTE = timedelta(minutes=1)
 RESEND_AFTER = timedelta(seconds=5)
 # Before its first act the runner has no notion of "now": what is due then is due at once.
 _LONG_AGO = datetime(1970, 1, 1, tzinfo=UTC)
+# How long after its Attempted event an attempt with no outcome yet is given up on (failed,
+# retryable): a call rings, or is answered, within minutes; a delivery report can lag.
+OUTCOME_TIMEOUTS: Mapping[Channel, timedelta] = {
+    Channel.CALL: timedelta(minutes=10),
+    Channel.SMS: timedelta(hours=1),
+    Channel.EMAIL: timedelta(hours=1),
+}
+NO_OUTCOME = "no outcome"
 
 _STATUS_EVENTS: tuple[tuple[type[Any], CampaignStatus], ...] = (
     (Campaign.Scheduled, CampaignStatus.SCHEDULED),
@@ -90,7 +111,8 @@ def attempt_command_id(campaign_id: UUID, customer_id: UUID, attempt: int) -> st
 
 
 class Decision(NamedTuple):
-    """What one act did, for logs and tests: "start", "attempt" or "complete"."""
+    """What one act did, for logs and tests: "start", "attempt", "expire" (an attempt
+    failed for want of an outcome) or "complete"."""
 
     action: str
     tenant_id: str
@@ -109,6 +131,7 @@ class _Sent:
 
 @dataclass(frozen=True)
 class _Unsent:
+    command_id: str
     subject: str
     payload: bytes
     retry_at: datetime
@@ -193,11 +216,18 @@ class CampaignRunner(ProcessManager):
         )""",
     )
 
-    def __init__(self, path: Path) -> None:
+    def __init__(
+        self, path: Path, *, outcome_timeouts: Mapping[Channel, timedelta] | None = None
+    ) -> None:
         super().__init__(path)
+        # OUTCOME_TIMEOUTS, with the channels given here set otherwise (tests).
+        self._timeouts = {**OUTCOME_TIMEOUTS, **(outcome_timeouts or {})}
         self._now: datetime | None = None  # the last act's time: next_due counts from it
         self._sent: dict[str, dict[str, _Sent]] = {}  # campaign id → customer id → attempt
         self._unsent: list[_Unsent] = []
+        # Attempts told failed for want of an outcome, until the table shows it:
+        # campaign id → customer id → attempt.
+        self._expired: dict[str, dict[str, int]] = {}
         # Campaigns told to start or complete, with the status the table had then: not
         # told again while the table still shows it (the event is on its way).
         self._asked: dict[str, CampaignStatus] = {}
@@ -350,8 +380,9 @@ class CampaignRunner(ProcessManager):
             if self._once(campaign, lambda: campaigns.start(tenant, cid, now)):
                 decisions.append(Decision("start", tenant, cid))
         sent = self._remembered(db, campaign.id)
+        self._expire(ctx, db, campaign, now, decisions)
         counts = _counts(db, campaign.id)
-        if not sent and not any(counts[s] for s in _OPEN):
+        if (not sent and not any(counts[s] for s in _OPEN)) or _over(campaign.windows, now):
             if self._once(campaign, lambda: campaigns.complete(tenant, cid, now)):
                 decisions.append(Decision("complete", tenant, cid))
             return
@@ -381,8 +412,59 @@ class CampaignRunner(ProcessManager):
                 log.info("campaign %s: %s", campaign.id, refused)
                 continue
             self._sent.setdefault(campaign.id, {})[customer] = _Sent(attempt, now)
-            self._publish(ctx.publish, *_command(campaign, UUID(customer), address, attempt), now)
+            command_id = attempt_command_id(cid, UUID(customer), attempt)
+            subject, payload = _command(campaign, UUID(customer), address, attempt)
+            self._publish(ctx.publish, _Unsent(command_id, subject, payload, now + RESEND_AFTER))
             decisions.append(Decision("attempt", tenant, cid, UUID(customer), attempt))
+
+    def _expire(
+        self,
+        ctx: ActContext,
+        db: sqlite3.Connection,
+        campaign: _Campaign,
+        now: datetime,
+        decisions: list[Decision],
+    ) -> None:
+        """Fail, retryable, the attempts that have waited too long for their outcome."""
+        tenant, cid = campaign.tenant_id, UUID(campaign.id)
+        for customer, attempt, due in self._stale(db, campaign):
+            if due > now:
+                continue
+            try:
+                ctx.apps.campaigns.failed(
+                    tenant, cid, UUID(customer), attempt, NO_OUTCOME, now, retryable=True
+                )
+            except (AttemptMismatch, UnknownTarget) as refused:
+                # Not expected (the table is never ahead of the domain); remembered all the
+                # same, so that it is not tried again at every act.
+                log.warning("campaign %s: %s", campaign.id, refused)
+            self._expired.setdefault(campaign.id, {})[customer] = attempt
+            # Its command, if NATS never took it, is not sent any more: it would place a
+            # call (or a message) the campaign has given up on.
+            command_id = attempt_command_id(cid, UUID(customer), attempt)
+            self._unsent = [u for u in self._unsent if u.command_id != command_id]
+            decisions.append(Decision("expire", tenant, cid, UUID(customer), attempt))
+
+    def _stale(
+        self, db: sqlite3.Connection, campaign: _Campaign
+    ) -> list[tuple[str, int, datetime]]:
+        """The attempts in progress not told failed yet, each with the time it times out
+        (its Attempted event's time plus the channel's time-out); forgets those shown."""
+        timeout = self._timeouts[campaign.channel]
+        rows = db.execute(
+            "SELECT customer_id, attempts, last_attempt_at FROM campaign_targets "
+            "WHERE campaign_id = ? AND status = ?",
+            (campaign.id, TargetStatus.IN_PROGRESS.value),
+        ).fetchall()
+        told = self._expired.pop(campaign.id, {})
+        still = {c: a for c, a, _ in rows if told.get(c) == a}
+        if still:
+            self._expired[campaign.id] = still
+        return [
+            (customer, attempt, datetime.fromisoformat(at) + timeout)
+            for customer, attempt, at in rows
+            if customer not in still
+        ]
 
     def _live_campaigns(self, db: sqlite3.Connection) -> list[_Campaign]:
         rows = db.execute(
@@ -417,21 +499,20 @@ class CampaignRunner(ProcessManager):
             self._sent.pop(campaign_id, None)
         return mine
 
-    def _publish(
-        self, publish: Callable[[str, bytes], None], subject: str, payload: bytes, now: datetime
-    ) -> None:
+    def _publish(self, publish: Callable[[str, bytes], None], command: _Unsent) -> None:
+        """Send a command; one NATS refuses is kept to be sent again from `retry_at`."""
         try:
-            publish(subject, payload)
+            publish(command.subject, command.payload)
         except Exception:
             # The attempt is recorded already: dropping its command would leave the target
-            # in progress for good, so it is kept and sent again.
-            log.warning("publishing %s failed; sent again later", subject, exc_info=True)
-            self._unsent.append(_Unsent(subject, payload, now + RESEND_AFTER))
+            # in progress until it times out, so it is kept and sent again.
+            log.warning("publishing %s failed; sent again later", command.subject, exc_info=True)
+            self._unsent.append(command)
 
     def _resend(self, publish: Callable[[str, bytes], None], now: datetime) -> None:
         unsent, self._unsent = self._unsent, []
         for one in unsent:
-            self._publish(publish, one.subject, one.payload, now)
+            self._publish(publish, dataclasses.replace(one, retry_at=now + RESEND_AFTER))
 
     # ----------------------------------------------------------------------- next due
     def next_due(self) -> datetime | None:
@@ -453,10 +534,28 @@ class CampaignRunner(ProcessManager):
             return min(starts, default=None)
         sent = self._remembered(db, campaign.id)
         counts = _counts(db, campaign.id)
-        if not sent and not any(counts[s] for s in _OPEN):
+        if (not sent and not any(counts[s] for s in _OPEN)) or _over(campaign.windows, after):
+            # To complete, unless asked already.
             return None if campaign.id in self._asked else after
+        # An attempt's time-out, the end of the last window (to complete), the next attempt.
+        dues = [max(after, due) for _, _, due in self._stale(db, campaign)]
+        if campaign.windows:
+            dues.append(max(w.ends_at for w in campaign.windows))
+        attempt = self._next_attempt(db, campaign, sent, counts, after)
+        if attempt is not None:
+            dues.append(attempt)
+        return min(dues, default=None)
+
+    def _next_attempt(
+        self,
+        db: sqlite3.Connection,
+        campaign: _Campaign,
+        sent: dict[str, _Sent],
+        counts: dict[str, int],
+        after: datetime,
+    ) -> datetime | None:
         if counts[TargetStatus.IN_PROGRESS] + len(sent) >= campaign.max_concurrent:
-            return None  # an outcome frees a slot, and its event wakes the runner
+            return None  # an outcome (or a time-out) frees a slot, and its event wakes us
         ready = _first_ready(db, campaign.id, sent)
         if ready is None:
             return None
@@ -575,6 +674,11 @@ def _calendars(db: sqlite3.Connection, tenant_id: str) -> dict[str, BusinessCale
         (_tenant_key(tenant_id),),
     )
     return {name: calendar_from_builtins(msgspec.json.decode(text)) for name, text in rows}
+
+
+def _over(windows: Sequence[Window], now: datetime) -> bool:
+    """True once the last window has ended (never for a campaign without windows)."""
+    return bool(windows) and now >= max(w.ends_at for w in windows)
 
 
 def _window_open(

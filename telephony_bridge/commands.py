@@ -76,6 +76,12 @@ _decoder = msgspec.json.Decoder(AnyCommand)
 
 
 def subject(tenant_id: str, command: Command) -> str:
+    """The subject to send `command` on; `tenant_id` must be the command's own tenant, so
+    that no command is routed to another tenant's bridge."""
+    if tenant_id != command.tenant_id:
+        raise ValueError(
+            f"a command of tenant {command.tenant_id!r} is not sent as tenant {tenant_id!r}"
+        )
     verb = type(command).__name__.lower()
     return f"{PREFIX}.{tenant_token(tenant_id)}.telephony.{verb}"
 

@@ -145,7 +145,8 @@ class TestPacing:
         cid = h.campaign(5, max_concurrent=2)
         assert attempted(h.act(0)) == [(0, 1), (1, 1)]
         assert attempted(h.act(1)) == []
-        assert h.runner.next_due() is None  # only an outcome frees a slot
+        # Only an outcome frees a slot — or, failing one, the attempts' time-out.
+        assert h.runner.next_due() == t(600)
         h.reached(cid, 0, 1, 20)
         assert attempted(h.act(21)) == [(2, 1)]
         h.failed(cid, 1, 1, 30, retryable=False)
@@ -217,12 +218,13 @@ class TestWindows:
     ) -> None:
         h.campaign(2, windows=(Window("office", t(-3 * 3600), t(9 * 3600)),))  # 06:00-18:00
         assert attempted(h.act(8 * 3600)) == []  # 17:00
-        assert h.runner.next_due() is None  # Tuesday 09:00 is past the window
+        # Tuesday 09:00 is past the window: only its end is due, to complete the campaign.
+        assert h.runner.next_due() == t(9 * 3600)
 
     def test_a_window_on_a_calendar_the_tenant_lacks_never_opens(self, h: Harness) -> None:
         cid = h.campaign(2, windows=(Window("night shift", t(-60), t(3600)),))
         assert attempted(h.act(0)) == []
-        assert h.runner.next_due() is None
+        assert h.runner.next_due() == t(3600)  # never opens; its end completes the campaign
         progress = h.runner.progress(TENANT, cid)
         assert progress is not None and progress["missing_calendars"] == ["night shift"]
         h.apps.tenants.define_calendar(TENANT, "night shift", ALWAYS)
@@ -239,7 +241,8 @@ class TestWindows:
         assert h.runner.next_due() == t(600)
         decisions = h.act(600)
         assert [d.action for d in decisions] == ["start", "attempt", "attempt"]
-        assert h.runner.next_due() is None  # started and both in flight, events or not
+        # Started and both in flight, events or not: only the window's end is due.
+        assert h.runner.next_due() == t(3600)
         assert h.status(cid) == "running"
         catch_up(h.runner, h.apps)
         assert h.runner.progress(TENANT, cid)["status"] == "running"  # type: ignore[index]
@@ -288,7 +291,8 @@ class TestRetriesAndCompletion:
         h.failed(cid, 0, 1, 30)
         assert attempted(h.act(31)) == [(1, 1)]
         h.reached(cid, 1, 1, 40)
-        assert h.runner.next_due() is None  # Reached not seen yet: the slot looks taken
+        # Reached not seen yet: the slot looks taken; only the window's end is due.
+        assert h.runner.next_due() == WEEK.ends_at
         catch_up(h.runner, h.apps)
         assert h.runner.next_due() == t(630)
 
@@ -308,6 +312,51 @@ class TestRetriesAndCompletion:
         assert h.runner.next_due() is None  # asked already: no busy loop till Completed
         assert h.status(cid) == "completed"
         assert h.act(3) == [] and h.runner.next_due() is None
+
+    def test_a_running_campaign_completes_when_its_last_window_ends(self, h: Harness) -> None:
+        windows = (Window("always", t(-60), t(90)), Window("always", t(200), t(300)))
+        cid = h.campaign(5, per_minute=1, windows=windows)
+        assert attempted(h.act(0)) == [(0, 1)]
+        h.reached(cid, 0, 1, 5)
+        assert attempted(h.act(60)) == [(1, 1)]
+        h.reached(cid, 1, 1, 65)
+        assert attempted(h.act(66)) == []
+        assert h.runner.next_due() == t(200)  # the first window is over, not the second
+        assert attempted(h.act(200)) == [(2, 1)]
+        h.reached(cid, 2, 1, 205)
+        assert attempted(h.act(260)) == [(3, 1)]  # still in progress when the window ends
+        assert h.runner.next_due() == t(300)
+        assert h.act(299) == []
+        assert [d.action for d in h.act(300)] == ["complete"]
+        assert h.runner.next_due() is None  # asked: no busy loop till Completed comes
+        assert h.act(301, catch=False) == []
+        assert h.status(cid) == "completed"
+        assert [x["status"] for x in h.apps.campaigns.targets(TENANT, cid)] == [
+            "reached",
+            "reached",
+            "reached",
+            "in_progress",
+            "pending",  # not tried in time: left as it is
+        ]
+        h.reached(cid, 3, 1, 310)  # a late outcome is still recorded
+        assert h.act(311) == [] and h.runner.next_due() is None
+        assert h.runner.progress(TENANT, cid)["progress"] == {  # type: ignore[index]
+            "pending": 1,
+            "in_progress": 0,
+            "reached": 4,
+            "failed": 0,
+            "opted_out": 0,
+        }
+
+    def test_a_campaign_whose_windows_ended_while_the_runner_was_down_completes(
+        self, h: Harness
+    ) -> None:
+        cid = h.campaign(3, max_concurrent=1, windows=(Window("always", t(-60), t(600)),))
+        assert attempted(h.act(0)) == [(0, 1)]
+        h.reached(cid, 0, 1, 10)
+        h.restart()
+        assert [d.action for d in h.act(5000)] == ["complete"]
+        assert h.status(cid) == "completed"
 
     def test_progress_matches_the_domain(self, h: Harness) -> None:
         cid = h.campaign(6, max_concurrent=4)
@@ -372,6 +421,73 @@ class TestIdempotencyAndRestarts:
         [(_, payload)] = h.published
         assert telephony.decode(payload).command_id == attempt_command_id(cid, CUSTOMERS[0], 1)
         assert attempted(h.act(6)) == [] and len(h.published) == 1
+
+
+class TestLostCommandsAndOutcomes:
+    """Commands go out on core NATS and outcomes may be lost: an attempt with no outcome
+    is failed, retryable, once its time-out has passed since its Attempted event."""
+
+    def test_a_lost_attempt_frees_its_slot_after_the_time_out(self, h: Harness) -> None:
+        cid = h.campaign(2, max_concurrent=1, max_attempts=2, retry_after=600)
+        assert attempted(h.act(0)) == [(0, 1)]  # its call, or its outcome, goes nowhere
+        assert attempted(h.act(1)) == []
+        assert h.runner.next_due() == t(600)  # 10 minutes for a call
+        assert h.act(599) == []
+        decisions = h.act(600)
+        assert decisions == [Decision("expire", TENANT, cid, CUSTOMERS[0], 1)]
+        # Told once: not again, nor due again, until the table shows it.
+        assert h.act(600.5, catch=False) == []
+        assert h.runner.next_due() == WEEK.ends_at
+        version = h.apps.campaigns.get(TENANT, cid)["version"]
+        h.restart()  # memory gone: told again, and the domain records nothing new
+        assert [d.action for d in h.act(600.7, catch=False)] == ["expire"]
+        assert h.apps.campaigns.get(TENANT, cid)["version"] == version
+        [first, _] = h.apps.campaigns.targets(TENANT, cid)
+        assert (first["status"], first["last_failure"]) == ("pending", "no outcome")
+        # The slot is free: the campaign goes on, and the lost target is retried.
+        assert attempted(h.act(601)) == [(1, 1)]
+        h.reached(cid, 1, 1, 610)
+        assert attempted(h.act(611)) == []
+        assert h.runner.next_due() == t(1200)
+        assert attempted(h.act(1200)) == [(0, 2)]
+        h.reached(cid, 0, 2, 1210)
+        assert h.status(cid) == "completed"
+
+    def test_the_time_out_counts_from_the_attempted_event_not_from_the_acts(
+        self, h: Harness
+    ) -> None:
+        h.campaign(1)
+        assert attempted(h.act(0)) == [(0, 1)]
+        h.restart()  # a new runner, first acting late: the time-out is the table's
+        assert [d.action for d in h.act(900)] == ["expire"]
+
+    def test_a_command_nats_never_took_is_dropped_when_its_attempt_times_out(
+        self, h: Harness
+    ) -> None:
+        cid = h.campaign(1, max_attempts=2, retry_after=600)
+        h.publish_fails = True
+        assert attempted(h.act(0)) == [(0, 1)]
+        assert attempted(h.act(300)) == []
+        assert [d.action for d in h.act(600)] == ["expire"]
+        h.publish_fails = False
+        assert h.act(601) == [] and h.published == []  # attempt 1 is not called any more
+        assert attempted(h.act(1200)) == [(0, 2)]
+        [(_, payload)] = h.published
+        assert telephony.decode(payload).command_id == attempt_command_id(cid, CUSTOMERS[0], 2)
+
+    def test_the_time_out_is_the_channels_and_may_be_set_per_runner(
+        self, h: Harness, tmp_path: Path
+    ) -> None:
+        cid = h.campaign(1, channel=Channel.SMS)
+        assert attempted(h.act(0)) == [(0, 1)]
+        catch_up(h.runner, h.apps)
+        assert h.runner.next_due() == t(3600)  # a delivery report may lag: an hour
+        h.runner = CampaignRunner(
+            tmp_path / "quick.sqlite", outcome_timeouts={Channel.SMS: timedelta(minutes=2)}
+        )
+        assert h.act(119) == []
+        assert h.runner.next_due() == t(120)
+        assert h.act(120) == [Decision("expire", TENANT, cid, CUSTOMERS[0], 1)]
 
 
 class TestCommands:

@@ -308,6 +308,71 @@ def test_the_queue_board_shows_waiting_now_and_how_the_periods_waits_ended(
     assert strict["service_level"] == pytest.approx(2 / 4)
 
 
+def test_a_conversation_waits_again_when_unassigned_or_reopened_in_its_queue(
+    apps: DomainApps, clock: Clock, tmp_path: Path
+) -> None:
+    # As routing has it: a conversation waits while in a queue, unassigned and open.
+    conversations, agent, other = apps.conversations, UUID(int=7), UUID(int=8)
+    sales = apps.queues.create("acme", "Sales")
+    model = QueueBoardReadModel(tmp_path / "queues.sqlite")
+
+    def waiting() -> tuple[int, str | None]:
+        catch_up(model, apps)
+        [queue] = model.board("acme")
+        return queue["waiting"], queue["oldest_waiting_since"]
+
+    chat = conversations.start("acme", "chat", UUID(int=1), queue_id=sales, at=t(0))
+    clock.at(10)
+    conversations.assign("acme", chat, agent)
+    clock.at(15)
+    conversations.transfer("acme", chat, other)
+    assert waiting() == (0, None)
+    clock.at(30)
+    conversations.unassign("acme", chat)  # the agent let go: back in Sales
+    assert waiting() == (1, iso(30))
+    clock.at(50)
+    conversations.assign("acme", chat, agent)
+    clock.at(60)
+    conversations.resolve("acme", chat)
+    clock.at(70)
+    conversations.unassign("acme", chat)  # resolved: nothing to route
+    assert waiting() == (0, None)
+    clock.at(80)
+    conversations.reopen("acme", chat)  # open, unassigned, still in Sales
+    assert waiting() == (1, iso(80))
+    clock.at(90)
+    conversations.resolve("acme", chat)  # resolved while waiting: that stay ended
+    assert waiting() == (0, None)
+    clock.at(100)
+    conversations.receive_message("acme", chat, "m-1", "still there?", at=t(100))
+    assert waiting() == (1, iso(100))  # the customer's message reopened it
+    clock.at(105)
+    conversations.reopen("acme", chat)  # open already: no second stay
+    assert waiting() == (1, iso(100))
+
+    # Assigned while reopened: no stay; outside any queue: never a stay.
+    assigned = conversations.start("acme", "chat", UUID(int=2), queue_id=sales, at=t(110))
+    conversations.assign("acme", assigned, agent)
+    conversations.set_pending("acme", assigned)
+    conversations.reopen("acme", assigned)
+    direct = conversations.start("acme", "chat", UUID(int=3), at=t(120))
+    conversations.assign("acme", direct, agent)
+    conversations.unassign("acme", direct)
+    assert waiting() == (1, iso(100))
+
+    stays = model.connect().execute(
+        "SELECT entered_at, outcome, wait_seconds FROM conversation_waits WHERE item_id = ? "
+        "ORDER BY version",
+        (str(chat),),
+    )
+    assert [tuple(s) for s in stays] == [
+        (iso(0), "answered", 10.0),
+        (iso(30), "answered", 20.0),
+        (iso(80), "ended", 10.0),
+        (iso(100), "waiting", None),
+    ]
+
+
 def test_another_tenants_queues_and_calls_are_not_on_the_board(
     apps: DomainApps, clock: Clock, tmp_path: Path
 ) -> None:

@@ -282,6 +282,39 @@ def test_a_live_call_then_its_end(apps: DomainApps, model: CallLogReadModel) -> 
     assert legs["a2"]["answered_at"] == iso(62)
 
 
+def test_a_consulted_agent_takes_the_call_only_if_the_transfer_completes(
+    apps: DomainApps, model: CallLogReadModel
+) -> None:
+    calls = apps.calls
+    call = calls.start_inbound(A, "sw-1", HOTLINE, LegSpec.customer("c", "0912"), t(0))
+    calls.ring_agent(A, call, agent("a1", AGENT_1), t(5))
+    calls.answer(A, call, "a1", t(6))
+    # Agent 2 answers the consultation, then agent 1 cancels and keeps the customer.
+    calls.transfer_attended_begin(A, call, "a1", agent("a2", AGENT_2), t(10))
+    calls.answer(A, call, "a2", t(12))
+    calls.transfer_attended_cancel(A, call, t(20))
+    catch_up(model, apps)
+    live = model.get(A, call)
+    assert live is not None and live["agents"] == [str(AGENT_1)]
+    # The leg is still in the log, and the agent filter (legs) still finds the call.
+    assert [leg["leg_id"] for leg in live["legs"]] == ["c", "a1", "a2"]
+    assert ids(model.list(A, agent_id=AGENT_2)) == [str(call)]
+
+    # A second consultation, with agent 2's other leg, that completes: agent 2 takes it.
+    calls.transfer_attended_begin(A, call, "a1", agent("a2b", AGENT_2), t(30))
+    calls.answer(A, call, "a2b", t(32))
+    catch_up(model, apps)
+    consulting = model.get(A, call)
+    assert consulting is not None and consulting["agents"] == [str(AGENT_1)]
+    calls.transfer_attended_complete(A, call, t(40))
+    calls.hang_up(A, call, "c", "normal_clearing", t(60))
+    catch_up(model, apps)
+    ended = model.get(A, call)
+    assert ended is not None
+    assert ended["agents"] == [str(AGENT_1), str(AGENT_2)]
+    assert ended["transfer_count"] == 1
+
+
 def test_applying_twice_changes_nothing_and_a_rebuild_is_identical(
     apps: DomainApps, model: CallLogReadModel, tmp_path: Path
 ) -> None:
