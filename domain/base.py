@@ -8,7 +8,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import Recording
+from eventsourcing.persistence import IntegrityError, Recording
 
 
 class DomainError(Exception):
@@ -30,6 +30,8 @@ class TenantAggregate(Aggregate):
 
 
 A = TypeVar("A", bound=TenantAggregate)
+# Attempts of a command that lost an optimistic-concurrency race to another writer.
+CONFLICT_RETRIES = 3
 R = TypeVar("R")
 
 
@@ -66,12 +68,22 @@ class TenantApplication(Application[UUID]):
         Most application verbs are this and nothing else; the command's result (an
         attempt number, a summary) is returned to the caller.
         """
-        aggregate = self.get_owned(tenant_id, aggregate_id, cls)
-        result = command(aggregate)
-        # Idempotent commands often record nothing (a repeated fact): nothing to append.
-        if aggregate.pending_events:
-            self.save(aggregate)
-        return result
+        for attempt in range(1, CONFLICT_RETRIES + 1):
+            aggregate = self.get_owned(tenant_id, aggregate_id, cls)
+            result = command(aggregate)
+            # Idempotent commands often record nothing (a repeated fact): nothing to append.
+            if not aggregate.pending_events:
+                return result
+            try:
+                self.save(aggregate)
+            except IntegrityError:
+                # Another writer saved first: decide again on what it left (the command
+                # may now be refused, or be a no-op).
+                if attempt == CONFLICT_RETRIES:
+                    raise
+                continue
+            return result
+        raise AssertionError("unreachable")
 
     def record(
         self, tenant_id: str, aggregate_id: UUID, cls: type[A], command: Callable[[A], object]
@@ -81,9 +93,12 @@ class TenantApplication(Application[UUID]):
         What fact handlers use to tell an applied fact from a duplicate without loading
         the aggregate again before and after.
         """
-        aggregate = self.get_owned(tenant_id, aggregate_id, cls)
-        command(aggregate)
-        if not aggregate.pending_events:
-            return False
-        self.save(aggregate)
-        return True
+        recorded = False
+
+        def run(aggregate: A) -> None:
+            nonlocal recorded
+            command(aggregate)
+            recorded = bool(aggregate.pending_events)
+
+        self.change(tenant_id, aggregate_id, cls, run)
+        return recorded
