@@ -670,10 +670,11 @@ def test_a_move_or_a_policy_edit_retargets_a_conversations_running_clocks(h: Har
 def test_moves_seen_late_give_the_history_they_would_have_given_live(h: Harness) -> None:
     faster = h.policies.create(TENANT, "Fast chat", 2 * HOUR, 8 * HOUR)
     h.policies.set_calendar(TENANT, faster, "office")
-    moved = chat(h, saigon(MON, 9), chat_queue(h, h.policy))
-    h.at(saigon(MON, 10)).conversations.move_to_queue(TENANT, moved, chat_queue(h, faster))
-    left = chat(h, saigon(MON, 9), chat_queue(h, h.policy))
-    h.at(saigon(MON, 10)).conversations.move_to_queue(TENANT, left, chat_queue(h, None))
+    standard, fast, without = chat_queue(h, h.policy), chat_queue(h, faster), chat_queue(h, None)
+    moved = chat(h, saigon(MON, 9), standard)
+    h.at(saigon(MON, 10)).conversations.move_to_queue(TENANT, moved, fast)
+    left = chat(h, saigon(MON, 9), standard)
+    h.at(saigon(MON, 10)).conversations.move_to_queue(TENANT, left, without)
     decisions = h.act(saigon(MON, 10, 30))
     events = Counter((d.subject_id, d.event) for d in decisions)
     # Started on the first queue's policy at 09:00, then what the move changed at 10:00.
@@ -777,3 +778,229 @@ def test_an_act_that_failed_between_a_conversations_two_starts_is_completed(
     monkeypatch.setattr(h.clocks, "start", start)
     assert kinds(h.act(saigon(MON, 9, 1))) == {("resolution", "Started"): 1}
     assert set(h.state(conversation)) == {"first_response", "resolution"}
+
+
+# History does not depend on when the manager acted
+
+
+# What a clock event says, without what may differ between two runs of the same facts:
+# ids, and the time a warning or a breach was noticed (the time it was due stays).
+_RUN_SPECIFIC = {
+    "originator_id",
+    "originator_version",
+    "timestamp",
+    "tenant_id",
+    "subject_id",
+    "policy_id",
+    "terms_key",
+}
+
+
+def clock_history(h: Harness, kind: str, subject: UUID) -> dict[str, list[tuple[str, Any]]]:
+    """The events of the subject's clocks, by metric, in order."""
+    metric_of = {
+        SlaClock.create_id(TENANT, kind, subject, m): m for m in ("first_response", "resolution")
+    }
+    history: dict[str, list[tuple[str, Any]]] = {m: [] for m in metric_of.values()}
+    for n in h.clocks.recorder.select_notifications(1, 10_000):
+        e = h.clocks.mapper.to_domain_event(n)
+        if e.originator_id not in metric_of:
+            continue
+        said = {k: v for k, v in vars(e).items() if k not in _RUN_SPECIFIC}
+        if isinstance(e, SlaClock.Warned | SlaClock.Breached):
+            del said["at"]  # noticed then
+        history[metric_of[e.originator_id]].append((type(e).__name__, said))
+    return history
+
+
+def twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, story: Any
+) -> tuple[dict[str, list[tuple[str, Any]]], dict[str, list[tuple[str, Any]]]]:
+    """The clock history `story(h, act_between)` gives with and without an act between."""
+    runs = []
+    for act_between in (True, False):
+        h = Harness(tmp_path / f"between-{act_between}.sqlite", monkeypatch)
+        kind, subject = story(h, act_between)
+        runs.append(clock_history(h, kind, subject))
+        h.timers.connect().close()
+    return runs[0], runs[1]
+
+
+def events(history: dict[str, list[tuple[str, Any]]]) -> dict[str, list[str]]:
+    return {metric: [name for name, _ in said] for metric, said in history.items()}
+
+
+def at(history: dict[str, list[tuple[str, Any]]], metric: str, event: str) -> Any:
+    [said] = [said for name, said in history[metric] if name == event]
+    return said["at"]
+
+
+@pytest.mark.parametrize("then", ["priority changed", "policy set again"])
+def test_a_removed_policy_stops_the_clocks_when_it_was_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, then: str
+) -> None:
+    def story(h: Harness, act_between: bool) -> tuple[str, UUID]:
+        ticket = h.raise_ticket(saigon(MON, 9))  # first response due 13:00, warned at 12:00
+        h.act(saigon(MON, 9))
+        h.at(saigon(MON, 10)).tickets.set_sla_policy(TENANT, ticket, None)
+        if act_between:
+            h.act(saigon(MON, 10, 1))
+        if then == "priority changed":
+            h.at(saigon(MON, 15)).tickets.change_priority(TENANT, ticket, Priority.HIGH)
+        else:  # the clocks are the ticket's for good: they do not start again
+            h.at(saigon(MON, 15)).tickets.set_sla_policy(TENANT, ticket, h.policy)
+        h.act(saigon(MON, 15, 30))
+        return "ticket", ticket
+
+    live, late = twice(tmp_path, monkeypatch, story)
+    assert late == live
+    # Stopped at 10:00, when the policy went: no warning, no breach of a 13:00 deadline.
+    assert events(late) == {m: ["Started", "Stopped"] for m in ("first_response", "resolution")}
+    assert at(late, "first_response", "Stopped") == saigon(MON, 10)
+    assert at(late, "resolution", "Stopped") == saigon(MON, 10)
+
+
+@pytest.mark.parametrize("then", ["given a policy", "given one, then cleared"])
+def test_a_move_to_a_queue_without_policy_stops_the_clocks_when_it_was_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, then: str
+) -> None:
+    def story(h: Harness, act_between: bool) -> tuple[str, UUID]:
+        support, triage = chat_queue(h, h.policy), chat_queue(h, None)
+        conversation = chat(h, saigon(MON, 9), support)  # first response due 13:00
+        h.act(saigon(MON, 9))
+        h.at(saigon(MON, 10)).conversations.move_to_queue(TENANT, conversation, triage)
+        if act_between:
+            h.act(saigon(MON, 10, 1))
+        # What the queue it went to gets later changes nothing of what happened at 10:00.
+        h.at(saigon(MON, 12)).queues.set_sla_policy(TENANT, triage, h.policy)
+        if then == "given one, then cleared":
+            h.at(saigon(MON, 15)).queues.set_sla_policy(TENANT, triage, None)
+        h.act(saigon(MON, 15, 30))
+        return "conversation", conversation
+
+    live, late = twice(tmp_path, monkeypatch, story)
+    assert late == live
+    assert events(late) == {m: ["Started", "Stopped"] for m in ("first_response", "resolution")}
+    assert at(late, "first_response", "Stopped") == saigon(MON, 10)
+
+
+def test_a_ticket_is_retargeted_when_its_priority_changed_not_at_a_later_link(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def story(h: Harness, act_between: bool) -> tuple[str, UUID]:
+        h.policies.set_targets(TENANT, h.policy, Priority.URGENT, None, 2 * HOUR, 8 * HOUR)
+        ticket = h.raise_ticket(saigon(MON, 9))
+        h.act(saigon(MON, 9))
+        h.at(saigon(MON, 10)).tickets.change_priority(TENANT, ticket, Priority.URGENT)
+        if act_between:
+            h.act(saigon(MON, 10, 1))
+        # Linked to a conversation the manager does not know: the terms stay as they are.
+        h.at(saigon(MON, 10, 15)).tickets.link_conversation(TENANT, ticket, uuid4())
+        h.act(saigon(MON, 10, 20))  # before the warning, at 10:30
+        return "ticket", ticket
+
+    live, late = twice(tmp_path, monkeypatch, story)
+    assert late == live
+    assert events(late)["first_response"] == ["Started", "Retargeted"]
+    assert at(late, "first_response", "Retargeted") == saigon(MON, 10)
+
+
+def test_a_conversation_is_retargeted_when_its_policy_changed_not_at_a_later_move(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def story(h: Harness, act_between: bool) -> tuple[str, UUID]:
+        support, overflow = chat_queue(h, h.policy), chat_queue(h, h.policy)
+        conversation = chat(h, saigon(MON, 9), support)
+        h.act(saigon(MON, 9))
+        h.at(saigon(MON, 10)).policies.set_default(TENANT, h.policy, 2 * HOUR, 8 * HOUR)
+        if act_between:
+            h.act(saigon(MON, 10, 1))
+        # Another queue with the same policy: nothing changes for the clocks.
+        h.at(saigon(MON, 10, 15)).conversations.move_to_queue(TENANT, conversation, overflow)
+        h.act(saigon(MON, 10, 20))  # before the warning, at 10:30
+        return "conversation", conversation
+
+    live, late = twice(tmp_path, monkeypatch, story)
+    assert late == live
+    assert events(late)["first_response"] == ["Started", "Retargeted"]
+    assert at(late, "first_response", "Retargeted") == saigon(MON, 10)
+
+
+# What an act looks at
+
+
+def test_an_act_does_not_look_at_finished_work_again(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = chat_queue(h, h.policy)
+    tickets = [h.raise_ticket(saigon(MON, 9)) for _ in range(20)]
+    chats = [chat(h, saigon(MON, 9), queue) for _ in range(20)]
+    h.act(saigon(MON, 9))
+    h.at(saigon(MON, 10))
+    for ticket in tickets:
+        h.tickets.change_status(TENANT, ticket, "resolved")
+    for conversation in chats:
+        h.conversations.resolve(TENANT, conversation)
+    assert len(h.act(saigon(MON, 10))) == 80  # each clock met or stopped
+    h.act(saigon(MON, 10, 1))  # their events are back
+
+    def looked_at() -> list[UUID]:
+        """The subjects the next act looks at (reads the clocks of)."""
+        looked: list[UUID] = []
+        clocks_of = h.timers._clocks_of
+
+        def spy(db: Any, tenant_id: str, kind: Any, subject_id: UUID) -> Any:
+            looked.append(subject_id)
+            return clocks_of(db, tenant_id, kind, subject_id)
+
+        monkeypatch.setattr(h.timers, "_clocks_of", spy)
+        return looked
+
+    looked = looked_at()
+    fresh = h.raise_ticket(saigon(MON, 11))
+    assert len(h.act(saigon(MON, 11))) == 2
+    assert looked == [fresh]
+    looked.clear()
+    h.act(saigon(MON, 11, 1))  # the fresh clocks' events came back: looked at once more
+    assert looked == [fresh]
+    looked.clear()
+    assert h.act(saigon(MON, 11, 2)) == []
+    assert looked == []
+    # After a restart the first act looks at every subject not finished, only those.
+    h.restart()
+    looked = looked_at()
+    assert h.act(saigon(MON, 11, 3)) == []
+    assert looked == [fresh]
+
+
+def test_what_an_upstream_behind_held_back_is_acted_on_when_it_comes(h: Harness) -> None:
+    def catch_up_without(*behind: str) -> None:
+        for name in SlaTimers.upstreams:
+            app = h.apps[name]
+            if name not in behind:
+                for n in app.recorder.select_notifications(h.timers.position(name) + 1, 10_000):
+                    h.timers.apply(n.id, app.mapper.to_domain_event(n), name)
+
+    h.policies.set_targets(TENANT, h.policy, None, Channel.CALL, HOUR, 8 * HOUR)
+    h.act(saigon(MON, 8))
+    # A policy that comes after the ticket naming it.
+    policy = h.policies.create(TENANT, "Fast", 2 * HOUR, 8 * HOUR)
+    ticket = h.raise_ticket(saigon(MON, 9), policy=policy)
+    # A conversation that comes after the ticket it is linked to.
+    call = h.conversations.start(TENANT, Channel.CALL, CUSTOMER, at=saigon(MON, 9))
+    linked = h.raise_ticket(saigon(MON, 9), conversation_ids=[call])
+    # A queue that comes after the conversation started in it.
+    queue = chat_queue(h, h.policy)
+    conversation = chat(h, saigon(MON, 9), queue)
+    catch_up_without("sla_policies", "conversations", "queues")
+    assert {d.subject_id for d in h.act(saigon(MON, 9, 1), catch=False)} == {linked}
+    assert h.due(linked) == saigon(MON, 13)  # no channel known yet: the default
+    decisions = h.act(saigon(MON, 9, 2))
+    assert Counter((d.subject_id, d.event) for d in decisions) == {
+        (ticket, "Started"): 2,
+        (conversation, "Started"): 2,
+        (linked, "Retargeted"): 2,
+    }
+    assert h.due(ticket) == saigon(MON, 11)
+    assert h.due(linked) == saigon(MON, 10)  # the call's row, from when it was linked
+    assert h.due(conversation) == saigon(MON, 13)
