@@ -275,8 +275,9 @@ class Router(RoutingState, ProcessManager):
         switch connected them, so they are on the call, whatever the offer's fate."""
         jobs: list[Job] = []
         rows = db.execute(
-            "SELECT a.id, a.tenant_id, c.id FROM agents a JOIN calls c ON c.answered_by = a.id "
-            "WHERE c.ended_at IS NULL AND a.active = 1 AND a.presence = 'available'"
+            "SELECT a.id, a.tenant_id, c.id FROM calls c JOIN agents a ON a.id = c.answered_by "
+            "WHERE c.answered_by IS NOT NULL AND c.ended_at IS NULL "
+            "AND a.active = 1 AND a.presence = 'available'"
         ).fetchall()
         for aid, tenant, call_id in rows:
             if aid in self._working:
