@@ -22,7 +22,9 @@ import httpx
 import pytest
 
 from deploy.natsserver import free_port
+from domain.conversations import Conversations
 from domain.customers import Customers
+from domain.vocabulary import Channel
 
 ROOT = Path(__file__).parent.parent
 
@@ -71,16 +73,25 @@ class Instance:
 
 def write_customers(nats_url: str, count: int, stop: threading.Event) -> int:
     """Append customers straight to the event store, from this process (so that the
-    writes go on while the instance is killed); the last notification id."""
-    app = Customers(env={"PERSISTENCE_MODULE": "eventstore", "NATS_URL": nats_url})
+    writes go on while the instance is killed); the customers stream's last id.
+
+    Every fifth customer also writes in on chat, so that the read models following
+    several streams (inbox, timeline, boards, routing, SLA) are mid-stream too.
+    """
+    env = {"PERSISTENCE_MODULE": "eventstore", "NATS_URL": nats_url}
+    customers, conversations = Customers(env=env), Conversations(env=env)
     try:
         for i in range(count):
             if stop.is_set():
                 break
-            app.register("acme", f"c{i}")
-        return int(app.recorder.max_notification_id() or 0)
+            cid = customers.register("acme", f"c{i}")
+            if i % 5 == 0:
+                conversation = conversations.start("acme", Channel.CHAT, cid)
+                conversations.receive_message("acme", conversation, f"m{i}", "xin chào")
+        return int(customers.recorder.max_notification_id() or 0)
     finally:
-        app.close()
+        customers.close()
+        conversations.close()
 
 
 def sqlite_position(data: Path) -> int:
@@ -146,6 +157,9 @@ def test_exactly_once_across_kill_9_verify_finds_nothing(nats_url: str, data: Pa
     verified = cloudcc(nats_url, data, "projections", "verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "customers: identical to a rebuild up to position" in verified.stdout
+    # The read models that follow several streams were killed mid-stream too.
+    assert "inbox: identical to a rebuild up to conversations" in verified.stdout
+    assert "timeline: identical to a rebuild up to customers" in verified.stdout
     assert "difference" not in verified.stdout
     # The rebuild reports its progress on stderr.
     assert "customers: position" in verified.stderr
