@@ -310,13 +310,13 @@ class ProjectionService:
 
     async def stop(self) -> None:
         self._stopping.set()
+        for task in list(self._tasks):
+            task.cancel()
         drain = getattr(self.readmodel, "drain", None)
         if drain is not None:  # commands a process manager still has running
             await asyncio.to_thread(drain)
         for subscription in list(self._subscriptions.values()):
             subscription.stop()
-        for task in list(self._tasks):
-            task.cancel()
         threads, self._threads = self._threads, []
         for thread in threads:
             await asyncio.to_thread(thread.join, 10.0)
