@@ -49,6 +49,12 @@ class ProcessManager(SqliteReadModel):
         """
         raise NotImplementedError
 
+    def actionable(self, event: Any) -> bool:
+        """Whether this event, once applied, may give `act` something to do. Every event
+        by default; a manager that follows busy streams says which ones matter, so that
+        it does not act after every burst of events it only keeps for reference."""
+        return True
+
     def next_due(self) -> datetime | None:
         """The earliest time `act` has something to do without a new event; None if never."""
         return None

@@ -38,8 +38,11 @@ from uuid import UUID
 
 import msgspec
 
+from domain.agents import User
 from domain.base import DomainError
 from domain.calendars import NeverOpen, calendar_from_builtins, is_open
+from domain.calls import Call
+from domain.conversations import Conversation
 from domain.queues import (
     DEFAULT_RING_TIMEOUT_SECONDS,
     Candidate,
@@ -47,7 +50,7 @@ from domain.queues import (
     RoutingRules,
     route,
 )
-from domain.routing import FallbackReason, WorkKind
+from domain.routing import FallbackReason, WorkKind, WorkRouting
 from domain.vocabulary import Presence, RoutingPolicy
 from projections.process import ActContext, ProcessManager
 from projections.routing_state import RoutingState
@@ -681,6 +684,11 @@ class Router(RoutingState, ProcessManager):
         )
         return ("offered", tenant, work_id, aid, attempt)
 
+    def actionable(self, event: Any) -> bool:
+        # What a call or an agent does on its way that changes nothing routing decides
+        # on (most of a call's events): the tables keep them, no act follows.
+        return not isinstance(event, _NOT_ACTIONABLE)
+
     def next_due(self) -> datetime | None:
         """The earliest ring timeout, wrap-up end or max wait still to come."""
         db = self.connect()
@@ -709,6 +717,30 @@ class Router(RoutingState, ProcessManager):
 
 
 Job = Callable[[], list[Any]]
+
+_NOT_ACTIONABLE = (
+    Call.Started,  # waits for its Offered
+    Call.IvrStepTaken,
+    Call.AgentRang,  # routing's own offer reaching the switch
+    Call.Held,
+    Call.Resumed,
+    Call.Muted,
+    Call.Unmuted,
+    Call.RecordingStarted,
+    Call.RecordingStopped,
+    Call.RecordingStored,
+    Call.SupervisionStarted,
+    Call.SupervisionModeChanged,
+    Call.SupervisionEnded,
+    User.Offered,  # routing's own decision coming back
+    User.Answered,  # on the call: nothing to do until it ends
+    WorkRouting.Created,
+    WorkRouting.Offered,
+    Conversation.NoteAdded,
+    Conversation.Tagged,
+    Conversation.Untagged,
+    Conversation.MessageSent,
+)
 
 
 def _guarded(what: str, job: Job) -> Job:

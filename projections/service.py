@@ -27,7 +27,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -172,7 +172,7 @@ class ProjectionService:
                 except Exception:  # noqa: BLE001 - find the event at fault, or go on
                     self._apply_one_by_one(upstream, mapper, events)
                 else:
-                    self._after_apply(changes)
+                    self._after_apply(changes, self._wakes(e for _, e in decoded))
                 self._failures.pop(upstream, None)  # the cause has gone: back off afresh
         finally:
             self._subscriptions.pop(upstream, None)
@@ -189,17 +189,22 @@ class ProjectionService:
                 raise _EventFailed(seq, error) from error
             self._after_apply(changes)
 
-    def _after_apply(self, changes: list[Change]) -> None:
+    def _wakes(self, events: Iterable[Any]) -> bool:
+        """Whether applied events may give a process manager something to do."""
+        manager = self.readmodel
+        return isinstance(manager, ProcessManager) and any(map(manager.actionable, events))
+
+    def _after_apply(self, changes: list[Change], wake: bool = True) -> None:
         loop = self._loop
         if loop is None or loop.is_closed():
             return
         try:
-            loop.call_soon_threadsafe(self._announce, changes)
+            loop.call_soon_threadsafe(self._announce, changes, wake)
         except RuntimeError:
             pass  # the loop closed meanwhile: the service is stopping
 
-    def _announce(self, changes: list[Change]) -> None:
-        if self.acts:
+    def _announce(self, changes: list[Change], wake: bool = True) -> None:
+        if self.acts and wake:
             self._dirty.set()
         if not changes:
             return
