@@ -513,39 +513,29 @@ class Router(RoutingState, ProcessManager):
         queue: dict[str, Any],
         choices: list[dict[str, Any]],
     ) -> list[Any]:
+        """Offer to the planned agent, or else the first of `choices` nobody claimed."""
         work_id = work["id"]
         try:
-            return self._offer_first_free(ctx, kind, work, queue, choices)
+            for n, agent in enumerate(choices):
+                aid = agent["id"]
+                if n > 0:  # the planned first choice is ours; any other must be claimed
+                    with self._claims:
+                        if aid in self._inflight_agents:
+                            continue
+                        self._inflight_agents[aid] = work_id
+                        self._inflight[work_id] = (aid, ctx.now)
+                made = self._make_offer(ctx, kind, work, queue, agent)
+                if made:
+                    return [made]
+                with self._claims:  # taken meanwhile: let the agent go, try the next
+                    if self._inflight_agents.get(aid) == work_id:
+                        del self._inflight_agents[aid]
+            with self._claims:  # nobody could take it now: the next pass plans it again
+                self._inflight.pop(work_id, None)
+            return []
         finally:
             with self._claims:
                 self._offering.discard(work_id)
-
-    def _offer_first_free(
-        self,
-        ctx: ActContext,
-        kind: WorkKind,
-        work: dict[str, Any],
-        queue: dict[str, Any],
-        choices: list[dict[str, Any]],
-    ) -> list[Any]:
-        work_id = work["id"]
-        for n, agent in enumerate(choices):
-            aid = agent["id"]
-            if n > 0:  # the planned first choice is ours; any other must be claimed
-                with self._claims:
-                    if aid in self._inflight_agents:
-                        continue
-                    self._inflight_agents[aid] = work_id
-                    self._inflight[work_id] = (aid, ctx.now)
-            made = self._make_offer(ctx, kind, work, queue, agent)
-            if made:
-                return [made]
-            with self._claims:  # taken meanwhile: let the agent go, try the next
-                if self._inflight_agents.get(aid) == work_id:
-                    del self._inflight_agents[aid]
-        with self._claims:  # nobody could take it now: the next pass plans it again
-            self._inflight.pop(work_id, None)
-        return []
 
     def _fallback_due(
         self,
