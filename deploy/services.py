@@ -14,6 +14,7 @@ from deploy.settings import SettingsError
 from domain.apps import DomainApps
 from domain.asyncapp import AsyncRunner
 from domain.customers import Customers
+from projections.feeds import Feeds
 from projections.readmodel import SqliteReadModel
 from projections.registry import CUSTOMERS, READMODELS, ROUTING
 from projections.routing import Router
@@ -112,6 +113,24 @@ class FactsService:
         return {"state": state, "error": "; ".join(errors) or None}
 
 
+class FeedsService:
+    """Stops the stream feeds once the projections reading them have stopped."""
+
+    name = "feeds"
+
+    def __init__(self, feeds: Feeds) -> None:
+        self.feeds = feeds
+
+    async def start(self, runtime: Any) -> None:
+        pass  # a feed starts when its first projection attaches
+
+    async def stop(self) -> None:
+        self.feeds.stop()
+
+    def health(self) -> dict[str, Any]:
+        return {"state": "running", "error": None}
+
+
 def register_services(runtime: Any) -> None:
     """Everything by default; with `CLOUDCC_SERVICES`, only the parts named (scaled out:
     the fact consumers, the API and each read model may each run in its own process)."""
@@ -133,8 +152,12 @@ def register_services(runtime: Any) -> None:
     runtime.add_service(domain)
     if settings.runs("facts"):
         runtime.add_service(FactsService(domain))
+    # One reader per stream for all the projections of this process (projections.feeds);
+    # added before them, so stopped after them.
+    feeds = FeedsService(Feeds(lambda: domain.apps))
+    runtime.add_service(feeds)
     for readmodel in domain.readmodels.values():
-        runtime.add_service(ProjectionService(lambda: domain.apps, readmodel))
+        runtime.add_service(ProjectionService(lambda: domain.apps, readmodel, feeds=feeds.feeds))
     if settings.runs("api"):
         runtime.add_route_handlers(customers_router(domain))
     if runtime.settings.demo:

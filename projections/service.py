@@ -36,6 +36,7 @@ from eventsourcing.persistence import Subscription
 from eventstore.codec import UndecodableEventError
 from eventstore.layout import StreamLayout
 from projections import live
+from projections.feeds import Attachment, Feed, Feeds, Stopped, Unreadable
 from projections.process import ActContext, ProcessManager
 from projections.readmodel import Change, SqliteReadModel
 
@@ -56,6 +57,7 @@ class ProjectionService:
         *,
         retry_after: float = 2.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        feeds: Feeds | None = None,
     ) -> None:
         # The applications are built once NATS is up, by the service started before this
         # one; `apps()` returns a container with `by_name()` (domain.apps.DomainApps).
@@ -78,6 +80,10 @@ class ProjectionService:
         self._apply_lock = threading.Lock()  # one writer: the changes noted are its own
         self._threads: list[threading.Thread] = []
         self._subscriptions: dict[str, Subscription[Any]] = {}
+        # With feeds (projections.feeds), the process reads each stream once for all
+        # its projections; without, this service reads its streams itself.
+        self._feeds = feeds
+        self._attachments: dict[str, tuple[Feed, Attachment]] = {}
         self._failures: dict[str, int] = {}
         self._dirty = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -146,6 +152,9 @@ class ProjectionService:
             self._stopping.wait(min(self.retry_after * 2 ** (failures - 1), 60.0))
 
     def _follow_once(self, upstream: str) -> None:
+        if self._feeds is not None:
+            self._follow_feed(upstream, self._feeds)
+            return
         app = self._apps().by_name()[upstream]
         position = self.readmodel.position(upstream)
         subscription = app.recorder.subscribe(gt=position)
@@ -177,6 +186,38 @@ class ProjectionService:
         finally:
             self._subscriptions.pop(upstream, None)
             subscription.stop()
+
+    def _follow_feed(self, upstream: str, feeds: Feeds) -> None:
+        feed, attachment = feeds.attach(upstream, self.readmodel.position(upstream))
+        self._attachments[upstream] = (feed, attachment)
+        self.errors.pop(upstream, None)  # as when subscribing again: see _follow_once
+        try:
+            if self._stopping.is_set():
+                return
+            while True:
+                try:
+                    events = attachment.next()
+                except Stopped:
+                    return
+                try:
+                    with self._apply_lock:
+                        self.readmodel.apply_batch(events, upstream)
+                        changes = self.readmodel.take_changes()
+                except Exception:  # noqa: BLE001 - find the event at fault, or go on
+                    for seq, event in events:
+                        try:
+                            with self._apply_lock:
+                                self.readmodel.apply(seq, event, upstream)
+                                changes = self.readmodel.take_changes()
+                        except Exception as error:
+                            raise _EventFailed(seq, error) from error
+                        self._after_apply(changes, self._wakes([event]))
+                else:
+                    self._after_apply(changes, self._wakes(e for _, e in events))
+                self._failures.pop(upstream, None)  # the cause has gone: back off afresh
+        finally:
+            self._attachments.pop(upstream, None)
+            feed.detach(attachment)
 
     def _apply_one_by_one(self, upstream: str, mapper: Any, events: list[tuple[int, Any]]) -> None:
         """Apply a failed batch event by event, so the error names the event at fault."""
@@ -229,7 +270,7 @@ class ProjectionService:
                 f"stopped at {error.seq} in {stream}: {error} (inspect with "
                 "`cloudcc events show`, skip with `cloudcc events skip`)"
             )
-        elif isinstance(error, _EventFailed):
+        elif isinstance(error, _EventFailed | Unreadable):
             message = f"stopped at {error.seq} in {stream}: {error.cause}"
         else:
             message = f"stopped in {stream}: {type(error).__name__}: {error}"
@@ -322,6 +363,8 @@ class ProjectionService:
             await asyncio.to_thread(drain)
         for subscription in list(self._subscriptions.values()):
             subscription.stop()
+        for feed, attachment in list(self._attachments.values()):
+            feed.detach(attachment)
         threads, self._threads = self._threads, []
         for thread in threads:
             await asyncio.to_thread(thread.join, 10.0)

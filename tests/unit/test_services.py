@@ -38,18 +38,18 @@ def names(runtime: FakeRuntime) -> set[str]:
 
 def test_everything_by_default(tmp_path: Path) -> None:
     runtime = run(tmp_path, None)
-    assert names(runtime) == {"domain", "facts", *READMODELS}
+    assert names(runtime) == {"domain", "facts", "feeds", *READMODELS}
     assert runtime.routes
 
 
 def test_one_part_per_process(tmp_path: Path) -> None:
     router = run(tmp_path / "r", "routing")
-    assert names(router) == {"domain", "routing"} and not router.routes
+    assert names(router) == {"domain", "feeds", "routing"} and not router.routes
     facts = run(tmp_path / "f", "facts,api")
     # The API answers from the customers read model: that process keeps it up to date.
-    assert names(facts) == {"domain", "facts", "customers"} and facts.routes
+    assert names(facts) == {"domain", "facts", "feeds", "customers"} and facts.routes
     models = run(tmp_path / "m", "readmodels")
-    assert names(models) == {"domain", *READMODELS}
+    assert names(models) == {"domain", "feeds", *READMODELS}
 
 
 def test_unknown_parts_and_a_partial_demo_are_refused(tmp_path: Path) -> None:
