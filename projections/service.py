@@ -1,10 +1,12 @@
-"""A projection fed from the event store, one reading thread per upstream stream.
+"""A projection fed from the event store, one applying thread per upstream stream.
 
-Each thread follows its stream through the application recorder's `subscribe()` (the
+Each thread follows its stream from just after the read model's tracked position for
+that stream: through the process's shared feed of it (projections.feeds, what `cloudcc
+up` uses: each stream read and decoded once for all the projections of the process), or
+else through its own subscription, the application recorder's `subscribe()` (the
 eventsourcing recorder contract; eventstore's is an ordered push consumer on the
-stream's event subjects) from just after the read model's tracked position for that
-stream. What arrived in a burst is decoded with the application's own mapper and
-applied with its last position in one SQLite transaction, so a redelivered or replayed
+stream's event subjects). What arrived in a burst is decoded with the application's own
+mapper and applied with its last position in one SQLite transaction, so a redelivered or replayed
 event changes nothing, and a burst costs one commit. There are no acks to lose: if
 applying fails, the service records the error (the event at fault and why), drops the
 subscription and starts a new one from the tracked position after a pause, so nothing
