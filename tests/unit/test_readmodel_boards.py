@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import eventsourcing.domain
 import pytest
-from eventsourcing.persistence import ApplicationRecorder
+from streams import EventClock, feed, reversed_streams, round_robin
 
 from domain.apps import DomainApps
 from domain.call_legs import LegSpec
@@ -34,21 +33,9 @@ def iso(seconds: float) -> str:
     return t(seconds).isoformat(timespec="microseconds")
 
 
-class Clock:
-    """The time events are stamped with (eventsourcing's clock), set by the test."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def at(self, seconds: float) -> None:
-        self.now = t(seconds)
-
-
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    clock = Clock()
-    monkeypatch.setattr(eventsourcing.domain, "datetime_now_with_tzinfo", lambda: clock.now)
-    return clock
+def clock(event_clock: Callable[[datetime], EventClock]) -> EventClock:
+    return event_clock(T0)
 
 
 @pytest.fixture
@@ -80,7 +67,7 @@ def by_id(rows: list[dict[str, Any]], key: str = "id") -> dict[str, dict[str, An
 
 
 # --------------------------------------------------------------------- agent board
-def agent_day(apps: DomainApps, clock: Clock) -> dict[str, UUID]:
+def agent_day(apps: DomainApps, clock: EventClock) -> dict[str, UUID]:
     """An handles a call (ring, talk 60 s, wrap up 30 s) then lunches; Bình is rung now."""
     an, binh = new_agent(apps, "An"), new_agent(apps, "Bình")
     admin = apps.agents.create_user(
@@ -115,7 +102,7 @@ def agent_day(apps: DomainApps, clock: Clock) -> dict[str, UUID]:
 
 
 def test_the_board_shows_each_agents_presence_since_when_and_current_work(
-    apps: DomainApps, clock: Clock, tmp_path: Path
+    apps: DomainApps, clock: EventClock, tmp_path: Path
 ) -> None:
     ids = agent_day(apps, clock)
     model = AgentBoardReadModel(tmp_path / "agents.sqlite")
@@ -135,7 +122,7 @@ def test_the_board_shows_each_agents_presence_since_when_and_current_work(
 
 
 def test_the_board_shows_the_call_an_agent_is_on(
-    apps: DomainApps, clock: Clock, tmp_path: Path
+    apps: DomainApps, clock: EventClock, tmp_path: Path
 ) -> None:
     an = new_agent(apps, "An")
     apps.agents.go_available("acme", an)
@@ -164,7 +151,7 @@ def test_the_board_shows_the_call_an_agent_is_on(
 
 
 def test_an_agent_who_places_a_call_talks_once_the_customer_answers(
-    apps: DomainApps, clock: Clock, tmp_path: Path
+    apps: DomainApps, clock: EventClock, tmp_path: Path
 ) -> None:
     an = new_agent(apps, "An")
     customer = LegSpec.customer("c", "0901234567")
@@ -192,7 +179,7 @@ def test_an_agent_who_places_a_call_talks_once_the_customer_answers(
 
 
 def test_productivity_counts_handled_talk_wrap_up_and_occupancy_per_day(
-    apps: DomainApps, clock: Clock, tmp_path: Path
+    apps: DomainApps, clock: EventClock, tmp_path: Path
 ) -> None:
     ids = agent_day(apps, clock)
     model = AgentBoardReadModel(tmp_path / "agents.sqlite")
@@ -218,7 +205,7 @@ def test_productivity_counts_handled_talk_wrap_up_and_occupancy_per_day(
 
 
 def test_a_shift_across_midnight_counts_on_each_day_in_the_tenants_time_zone(
-    apps: DomainApps, clock: Clock, tmp_path: Path
+    apps: DomainApps, clock: EventClock, tmp_path: Path
 ) -> None:
     vietnam = timezone(timedelta(hours=7))
     an = new_agent(apps, "An")
@@ -239,7 +226,7 @@ def test_a_shift_across_midnight_counts_on_each_day_in_the_tenants_time_zone(
 
 
 def test_another_tenants_agents_are_not_on_the_board(
-    apps: DomainApps, clock: Clock, tmp_path: Path
+    apps: DomainApps, clock: EventClock, tmp_path: Path
 ) -> None:
     ours, theirs = new_agent(apps, "An"), new_agent(apps, "Other", tenant="globex")
     apps.agents.go_available("globex", theirs)
@@ -255,7 +242,7 @@ def test_another_tenants_agents_are_not_on_the_board(
 
 
 # --------------------------------------------------------------------- queue board
-def queue_day(apps: DomainApps, clock: Clock) -> dict[str, UUID]:
+def queue_day(apps: DomainApps, clock: EventClock) -> dict[str, UUID]:
     """Calls and chats through Sales and Support; three still wait in Sales."""
     queues, calls, conversations = apps.queues, apps.calls, apps.conversations
     sales, support = queues.create("acme", "Sales"), queues.create("acme", "Support")
@@ -284,7 +271,7 @@ def queue_day(apps: DomainApps, clock: Clock) -> dict[str, UUID]:
 
 
 def test_the_queue_board_shows_waiting_now_and_how_the_periods_waits_ended(
-    apps: DomainApps, clock: Clock, tmp_path: Path
+    apps: DomainApps, clock: EventClock, tmp_path: Path
 ) -> None:
     ids = queue_day(apps, clock)
     model = QueueBoardReadModel(tmp_path / "queues.sqlite")
@@ -309,7 +296,7 @@ def test_the_queue_board_shows_waiting_now_and_how_the_periods_waits_ended(
 
 
 def test_a_conversation_waits_again_when_unassigned_or_reopened_in_its_queue(
-    apps: DomainApps, clock: Clock, tmp_path: Path
+    apps: DomainApps, clock: EventClock, tmp_path: Path
 ) -> None:
     # As routing has it: a conversation waits while in a queue, unassigned and open.
     conversations, agent, other = apps.conversations, UUID(int=7), UUID(int=8)
@@ -374,7 +361,7 @@ def test_a_conversation_waits_again_when_unassigned_or_reopened_in_its_queue(
 
 
 def test_another_tenants_queues_and_calls_are_not_on_the_board(
-    apps: DomainApps, clock: Clock, tmp_path: Path
+    apps: DomainApps, clock: EventClock, tmp_path: Path
 ) -> None:
     ours = apps.queues.create("acme", "Sales")
     theirs = apps.queues.create("globex", "Sales")
@@ -387,33 +374,9 @@ def test_another_tenants_queues_and_calls_are_not_on_the_board(
 
 
 # --------------------------------------------------------------- order independence
-def feed(
-    model: SqliteReadModel, apps: DomainApps, order: Callable[[list[list[Any]]], list[Any]]
-) -> None:
-    """Apply every upstream's events, each stream in its own order, interleaved by `order`
-    (which gets one list of (position, event, upstream) per stream)."""
-    streams = []
-    for upstream in model.upstreams:
-        app = apps.by_name()[upstream]
-        assert isinstance(app.recorder, ApplicationRecorder)
-        notifications = app.recorder.select_notifications(1, 100_000)
-        streams.append([(n.id, app.mapper.to_domain_event(n), upstream) for n in notifications])
-    for position, event, upstream in order(streams):
-        model.apply(position, event, upstream)
-
-
-def round_robin(streams: list[list[Any]]) -> list[Any]:
-    longest = max(len(s) for s in streams)
-    return [s[i] for i in range(longest) for s in streams if i < len(s)]
-
-
-def reversed_streams(streams: list[list[Any]]) -> list[Any]:
-    return [item for stream in reversed(streams) for item in stream]
-
-
 @pytest.mark.parametrize("board", [AgentBoardReadModel, QueueBoardReadModel])
 def test_any_interleaving_of_the_streams_gives_the_same_tables(
-    apps: DomainApps, clock: Clock, tmp_path: Path, board: type[SqliteReadModel]
+    apps: DomainApps, clock: EventClock, tmp_path: Path, board: type[SqliteReadModel]
 ) -> None:
     agent_day(apps, clock)
     queue_day(apps, clock)

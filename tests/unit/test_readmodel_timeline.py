@@ -9,14 +9,12 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
-import eventsourcing.domain
 import pytest
-from eventsourcing.persistence import ApplicationRecorder
+from streams import EventClock, feed, reversed_streams, round_robin
 
 from domain.apps import DomainApps
 from domain.call_legs import LegSpec
 from domain.vocabulary import EndpointKind
-from projections.readmodel import SqliteReadModel
 from projections.rebuild import compare
 from projections.replay import catch_up
 from projections.timeline import TimelineReadModel
@@ -30,21 +28,9 @@ def t(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
-class Clock:
-    """The time events are stamped with (eventsourcing's clock), set by the test."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def at(self, seconds: float) -> None:
-        self.now = t(seconds)
-
-
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    clock = Clock()
-    monkeypatch.setattr(eventsourcing.domain, "datetime_now_with_tzinfo", lambda: clock.now)
-    return clock
+def clock(event_clock: Callable[[datetime], EventClock]) -> EventClock:
+    return event_clock(T0)
 
 
 @pytest.fixture
@@ -97,7 +83,7 @@ def chat(apps: DomainApps, customer: UUID, start: float, tenant: str = "acme") -
 
 
 def test_a_customers_history_on_every_channel_is_one_list_newest_first(
-    apps: DomainApps, clock: Clock, tmp_path: Path
+    apps: DomainApps, clock: EventClock, tmp_path: Path
 ) -> None:
     an = apps.customers.register("acme", "Nguyễn Văn An", [("phone", "0901 234 567")])
     conversation = chat(apps, an, 0)
@@ -144,7 +130,7 @@ def test_a_customers_history_on_every_channel_is_one_list_newest_first(
 
 
 def test_an_outbound_call_names_the_agent_who_placed_it(
-    apps: DomainApps, clock: Clock, tmp_path: Path
+    apps: DomainApps, clock: EventClock, tmp_path: Path
 ) -> None:
     an = apps.customers.register("acme", "An", [("phone", "0901234567")])
     placed = apps.calls.start_outbound(
@@ -169,7 +155,7 @@ def test_an_outbound_call_names_the_agent_who_placed_it(
 
 
 def test_pages_follow_each_other_without_gaps_or_repeats(
-    apps: DomainApps, clock: Clock, tmp_path: Path
+    apps: DomainApps, clock: EventClock, tmp_path: Path
 ) -> None:
     an = apps.customers.register("acme", "An", [("phone", "0901234567")])
     for i in range(3):
@@ -199,7 +185,7 @@ def test_pages_follow_each_other_without_gaps_or_repeats(
 
 
 def test_a_merged_customers_timeline_holds_both_histories(
-    apps: DomainApps, clock: Clock, tmp_path: Path
+    apps: DomainApps, clock: EventClock, tmp_path: Path
 ) -> None:
     an = apps.customers.register("acme", "An", [("phone", "0901234567")])
     duplicate = apps.customers.register("acme", "An N.", [("phone", "0912000000")])
@@ -225,7 +211,7 @@ def test_a_merged_customers_timeline_holds_both_histories(
 
 
 def test_calls_belong_to_whoever_has_the_number_when_the_timeline_is_read(
-    apps: DomainApps, clock: Clock, tmp_path: Path
+    apps: DomainApps, clock: EventClock, tmp_path: Path
 ) -> None:
     call(apps, "sw-1", "0901234567", 0, 5, 65)  # before anybody had the number
     an = apps.customers.register("acme", "An", [("email", "an@example.vn")])
@@ -243,7 +229,7 @@ def test_calls_belong_to_whoever_has_the_number_when_the_timeline_is_read(
 
 
 def test_a_ticket_moves_to_the_customer_it_is_changed_to(
-    apps: DomainApps, clock: Clock, tmp_path: Path
+    apps: DomainApps, clock: EventClock, tmp_path: Path
 ) -> None:
     an = apps.customers.register("acme", "An")
     binh = apps.customers.register("acme", "Bình")
@@ -255,7 +241,9 @@ def test_a_ticket_moves_to_the_customer_it_is_changed_to(
     assert kinds(model.for_customer("acme", str(binh))) == ["ticket_raised"]
 
 
-def test_a_tenant_sees_only_its_own_entries(apps: DomainApps, clock: Clock, tmp_path: Path) -> None:
+def test_a_tenant_sees_only_its_own_entries(
+    apps: DomainApps, clock: EventClock, tmp_path: Path
+) -> None:
     an = apps.customers.register("acme", "An", [("phone", "0901234567")])
     twin = apps.customers.register("globex", "An", [("phone", "0901234567")])
     chat(apps, an, 0)
@@ -270,7 +258,7 @@ def test_a_tenant_sees_only_its_own_entries(apps: DomainApps, clock: Clock, tmp_
     assert len(model.for_customer("globex", str(twin))) == 4
 
 
-def scenario(apps: DomainApps, clock: Clock) -> None:
+def scenario(apps: DomainApps, clock: EventClock) -> None:
     """A bit of everything, with entries whose customer arrives on another stream."""
     call(apps, "sw-0", "0912000000", 0, 3, 40)
     an = apps.customers.register("acme", "An", [("phone", "0901234567")])
@@ -287,32 +275,8 @@ def scenario(apps: DomainApps, clock: Clock) -> None:
     call(apps, "sw-1", "0901234567", 100, None, 110)
 
 
-def feed(
-    model: SqliteReadModel, apps: DomainApps, order: Callable[[list[list[Any]]], list[Any]]
-) -> None:
-    """Apply every upstream's events, each stream in its own order, interleaved by `order`
-    (which gets one list of (position, event, upstream) per stream)."""
-    streams = []
-    for upstream in model.upstreams:
-        app = apps.by_name()[upstream]
-        assert isinstance(app.recorder, ApplicationRecorder)
-        notifications = app.recorder.select_notifications(1, 100_000)
-        streams.append([(n.id, app.mapper.to_domain_event(n), upstream) for n in notifications])
-    for position, event, upstream in order(streams):
-        model.apply(position, event, upstream)
-
-
-def round_robin(streams: list[list[Any]]) -> list[Any]:
-    longest = max(len(s) for s in streams)
-    return [s[i] for i in range(longest) for s in streams if i < len(s)]
-
-
-def reversed_streams(streams: list[list[Any]]) -> list[Any]:
-    return [item for stream in reversed(streams) for item in stream]
-
-
 def test_any_interleaving_of_the_streams_gives_the_same_tables(
-    apps: DomainApps, clock: Clock, tmp_path: Path
+    apps: DomainApps, clock: EventClock, tmp_path: Path
 ) -> None:
     scenario(apps, clock)
     models = [TimelineReadModel(tmp_path / f"{i}.sqlite") for i in range(3)]
