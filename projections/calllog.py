@@ -38,7 +38,7 @@ import msgspec
 from domain.call_legs import PartyKind, seconds_between
 from domain.calls import Call
 from projections.readmodel import SqliteReadModel
-from projections.sql import iso, like_escaped, one_of, update_row
+from projections.sql import change_row, iso, like_escaped, one_of
 
 # msgspec over the stdlib: the lists are re-encoded on each offer and answer of a rebuild.
 _json = msgspec.json.Encoder()
@@ -139,15 +139,11 @@ class CallLogReadModel(SqliteReadModel):
         change = _CHANGES.get(kind)
         if change is None:
             return
-        call_id = str(event.originator_id)
-        row = db.execute("SELECT * FROM calls WHERE id = ?", (call_id,)).fetchone()
-        if row is None:
-            return  # its Started was never recorded: nothing to attach the change to
-        values = change(self, db, row, event)
-        values["version"] = event.originator_version
-        values["updated_at"] = iso(event.at)
-        update_row(db, "calls", call_id, values)
-        self.changed(row["tenant_id"], "call", call_id)
+        done = change_row(
+            db, "calls", event, lambda row: change(self, db, row, event), iso(event.at)
+        )
+        if done is not None:
+            self.changed(done[0]["tenant_id"], "call", str(event.originator_id))
 
     def _started(self, db: sqlite3.Connection, event: Any) -> None:
         call_id = str(event.originator_id)

@@ -28,7 +28,7 @@ import msgspec
 from domain.calls import Call
 from domain.conversations import Conversation
 from projections.readmodel import SqliteReadModel
-from projections.sql import iso, one_of
+from projections.sql import change_row, iso, one_of
 
 PREVIEW = 200  # characters of the last message an inbox line shows
 
@@ -152,15 +152,12 @@ class InboxReadModel(SqliteReadModel):
         change: Callable[[sqlite3.Row, Any], dict[str, Any]],
     ) -> None:
         cid = str(event.originator_id)
-        row = db.execute("SELECT * FROM conversations WHERE id = ?", (cid,)).fetchone()
-        if row is None:
-            return  # its Started was never recorded: nothing to attach the change to
-        values = change(row, event)
-        values["version"] = event.originator_version
-        values["updated_at"] = iso(event.timestamp)
-        # Column names come from this module's own change functions, never from input.
-        assignments = ", ".join(f"{column} = ?" for column in values)
-        db.execute(f"UPDATE conversations SET {assignments} WHERE id = ?", (*values.values(), cid))
+        done = change_row(
+            db, "conversations", event, lambda row: change(row, event), iso(event.timestamp)
+        )
+        if done is None:
+            return
+        row, values = done
         tenant = row["tenant_id"]
         self.changed(tenant, "conversation", cid)
         for agent in {row["assignee"], values.get("assignee", row["assignee"])} - {None}:

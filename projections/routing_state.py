@@ -30,7 +30,7 @@ from domain.routing import WorkRouting
 from domain.tenants import Tenant
 from domain.vocabulary import Presence, RoutingPolicy
 from projections.readmodel import SqliteReadModel
-from projections.sql import dump, iso
+from projections.sql import dump, iso, update_row
 
 _decode = msgspec.json.decode
 
@@ -122,15 +122,12 @@ class RoutingState(SqliteReadModel):
 
         def presence(state: Presence, work: str | None = None, **more: Any) -> None:
             sets = {"presence": state.value, "since": at, "work_id": work, **more}
-            db.execute(
-                f"UPDATE agents SET {', '.join(f'{k} = ?' for k in sets)} WHERE id = ?",
-                (*sets.values(), aid),
-            )
+            update_row(db, "agents", aid, sets)
             self.changed(tenant, "agent", aid)
 
         def json_field(name: str, change: Any) -> None:
             value = change(_decode(row[name]))
-            db.execute(f"UPDATE agents SET {name} = ? WHERE id = ?", (dump(value), aid))
+            update_row(db, "agents", aid, {name: dump(value)})
 
         if isinstance(e, User.RoleChanged):
             takes = int(Role(e.role) in CALL_TAKING_ROLES)
@@ -217,10 +214,7 @@ class RoutingState(SqliteReadModel):
                 groups.discard(e.group)
             sets = {"pickup_groups": dump(sorted(groups))}
         if sets:
-            db.execute(
-                f"UPDATE queues SET {', '.join(f'{k} = ?' for k in sets)} WHERE id = ?",
-                (*sets.values(), qid),
-            )
+            update_row(db, "queues", qid, sets)
 
     def _on_tenant(self, db: sqlite3.Connection, e: Any) -> None:
         tid = str(e.originator_id)

@@ -115,7 +115,7 @@ from domain.tenants import Tenant
 from domain.tickets import Ticket, TicketStatus
 from domain.vocabulary import Channel, Priority
 from projections.process import ActContext, ProcessManager
-from projections.sql import dump
+from projections.sql import dump, update_row
 
 log = logging.getLogger(__name__)
 
@@ -566,10 +566,7 @@ class SlaTimers(ProcessManager):
         else:
             return  # a rename: the clocks' terms do not change
         sets["terms_version"], sets["updated_at"] = e.originator_version, at
-        db.execute(
-            f"UPDATE policies SET {', '.join(f'{k} = ?' for k in sets)} WHERE id = ?",
-            (*sets.values(), pid),
-        )
+        update_row(db, "policies", pid, sets)
         if self._noting is not None:
             self._noting.policies.add(pid)
 
@@ -805,10 +802,7 @@ class SlaTimers(ProcessManager):
         else:
             return
         if sets:
-            db.execute(
-                f"UPDATE clocks SET {', '.join(f'{k} = ?' for k in sets)} WHERE id = ?",
-                (*sets.values(), cid),
-            )
+            update_row(db, "clocks", cid, sets)
         row = db.execute(
             "SELECT tenant_id, subject_id, subject_kind FROM clocks WHERE id = ?", (cid,)
         ).fetchone()

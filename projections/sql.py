@@ -4,7 +4,7 @@ for their list queries, and the "apply one event's change to its row" step."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +25,28 @@ def one_of(
 def like_escaped(text: str) -> str:
     """Text to put inside a LIKE pattern with `ESCAPE '\\'`, matched literally."""
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def change_row(
+    db: sqlite3.Connection,
+    table: str,
+    event: Any,
+    change: Callable[[sqlite3.Row], dict[str, Any]],
+    updated_at: str,
+) -> tuple[sqlite3.Row, dict[str, Any]] | None:
+    """Apply one event to the row of its aggregate: `change` says what the event changes,
+    given the row as it was, and the row is stamped with the event's version and
+    `updated_at`. Returns (the row as it was, the values written), or None when there is
+    no row (its creation was never recorded: nothing to attach the change to)."""
+    row_id = str(event.originator_id)
+    row = db.execute(f"SELECT * FROM {table} WHERE id = ?", (row_id,)).fetchone()
+    if row is None:
+        return None
+    values = change(row)
+    values["version"] = event.originator_version
+    values["updated_at"] = updated_at
+    update_row(db, table, row_id, values)
+    return row, values
 
 
 def update_row(db: sqlite3.Connection, table: str, row_id: str, values: Mapping[str, Any]) -> None:

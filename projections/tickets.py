@@ -22,7 +22,7 @@ from uuid import UUID
 from domain.tickets import Ticket
 from domain.vocabulary import Priority
 from projections.readmodel import SqliteReadModel
-from projections.sql import iso, like_escaped, one_of, update_row
+from projections.sql import change_row, iso, like_escaped, one_of
 
 # Sorting by priority wants the order of the words, not their spelling.
 PRIORITY_RANK = {Priority.LOW: 0, Priority.NORMAL: 1, Priority.HIGH: 2, Priority.URGENT: 3}
@@ -106,15 +106,11 @@ class TicketsReadModel(SqliteReadModel):
         change = _CHANGES.get(kind)
         if change is None:
             return
-        tid = str(event.originator_id)
-        row = db.execute("SELECT * FROM tickets WHERE id = ?", (tid,)).fetchone()
-        if row is None:
-            return  # its Raised was never recorded: nothing to attach the change to
-        values = change(self, db, row, event)
-        values["version"] = event.originator_version
-        values["updated_at"] = iso(event.timestamp)
-        update_row(db, "tickets", tid, values)
-        self.changed(row["tenant_id"], "ticket", tid)
+        done = change_row(
+            db, "tickets", event, lambda row: change(self, db, row, event), iso(event.timestamp)
+        )
+        if done is not None:
+            self.changed(done[0]["tenant_id"], "ticket", str(event.originator_id))
 
     def _raised(self, db: sqlite3.Connection, event: Any) -> None:
         tid = str(event.originator_id)
