@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
+from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 from uuid import UUID, uuid5
@@ -115,6 +116,17 @@ class LastHotline(DomainError):
     """An active tenant keeps at least one hotline (AX1): its single public number."""
 
 
+class UnknownHotline(DomainError):
+    """The number is not one of this tenant's hotlines."""
+
+
+class HotlineTarget(StrEnum):
+    """Where a hotline's inbound calls go first."""
+
+    QUEUE = "queue"
+    IVR = "ivr"
+
+
 class NoHotline(DomainError):
     """A tenant without a hotline cannot be registered or reactivated."""
 
@@ -178,6 +190,11 @@ class Tenant(TenantAggregate):
     class HotlineRemoved(TenantAggregate.Event):
         number: str
 
+    class HotlineRouted(TenantAggregate.Event):
+        number: str
+        kind: str  # a HotlineTarget value
+        target_id: UUID
+
     class FeatureEnabled(TenantAggregate.Event):
         feature: str
 
@@ -239,6 +256,8 @@ class Tenant(TenantAggregate):
         self.name = name
         self.package = Package(package)
         self.hotlines = list(hotlines)
+        # Where each routed hotline's inbound calls go: (HotlineTarget, queue or flow id).
+        self.hotline_routes: dict[str, tuple[HotlineTarget, UUID]] = {}
         self.features = set(features)
         self.retention_days = retention_days
         self.retention_extended_to: int | None = None
@@ -265,6 +284,11 @@ class Tenant(TenantAggregate):
     @event(HotlineRemoved)
     def _remove_hotline(self, number: str) -> None:
         self.hotlines.remove(number)
+        self.hotline_routes.pop(number, None)
+
+    @event(HotlineRouted)
+    def _route_hotline(self, number: str, kind: str, target_id: UUID) -> None:
+        self.hotline_routes[number] = (HotlineTarget(kind), target_id)
 
     @event(FeatureEnabled)
     def _enable_feature(self, feature: str) -> None:
@@ -327,6 +351,19 @@ class Tenant(TenantAggregate):
         if self.active and len(self.hotlines) == 1:
             raise LastHotline(f"{hotline} is the last hotline of active tenant {self.tenant_id}")
         self._remove_hotline(hotline)
+
+    def route_hotline(self, number: str, kind: HotlineTarget | str, target_id: UUID) -> None:
+        """Send the hotline's inbound calls to a queue or into an IVR flow (AX1, CC15).
+
+        That the queue or flow exists is the caller's check (another aggregate); a call to
+        a hotline whose target is gone is refused by the dialplan, not lost.
+        """
+        hotline = normalize_phone_number(number, e164=True)
+        if hotline not in self.hotlines:
+            raise UnknownHotline(f"{hotline} is not a hotline of tenant {self.tenant_id}")
+        target = checked_enum(HotlineTarget, kind, InvalidTenant)
+        if self.hotline_routes.get(hotline) != (target, target_id):
+            self._route_hotline(hotline, target.value, target_id)
 
     def enable_feature(self, feature: str) -> None:
         wanted = _feature(feature)
@@ -405,6 +442,11 @@ class Tenants(TenantApplication):
     def remove_hotline(self, tenant_id: str, number: str) -> None:
         self._change(tenant_id, lambda t: t.remove_hotline(number))
 
+    def route_hotline(
+        self, tenant_id: str, number: str, kind: HotlineTarget | str, target_id: UUID
+    ) -> None:
+        self._change(tenant_id, lambda t: t.route_hotline(number, kind, target_id))
+
     def enable_feature(self, tenant_id: str, feature: str) -> None:
         self._change(tenant_id, lambda t: t.enable_feature(feature))
 
@@ -442,6 +484,10 @@ class Tenants(TenantApplication):
             "name": tenant.name,
             "package": tenant.package.value,
             "hotlines": list(tenant.hotlines),
+            "hotline_routes": {
+                n: {"kind": k.value, "target_id": str(t)}
+                for n, (k, t) in sorted(tenant.hotline_routes.items())
+            },
             "features": sorted(tenant.features, key=feature_order),
             "retention_days": tenant.retention_days,
             "calendars": {n: calendar_to_builtins(c) for n, c in sorted(tenant.calendars.items())},

@@ -18,6 +18,7 @@ from domain.tenants import (
     TENANT_ID_NAMESPACE,
     CalendarNotFound,
     FeatureNotInPackage,
+    HotlineTarget,
     InvalidTenant,
     LastHotline,
     NoHotline,
@@ -26,6 +27,7 @@ from domain.tenants import (
     TenantAlreadyRegistered,
     Tenants,
     UnknownFeature,
+    UnknownHotline,
     allows_agents,
 )
 from domain.vocabulary import Package
@@ -367,3 +369,38 @@ def test_a_tenant_reloaded_from_its_events_equals_the_one_that_made_them(
     assert state(reloaded) == state(tenant)
     assert reloaded.package is Package.CONTACT_CENTER
     assert reloaded.calendars["main"] == office()
+
+
+class TestHotlineRoutes:
+    QUEUE = uuid5(NAMESPACE_URL, "queue")
+    FLOW = uuid5(NAMESPACE_URL, "flow")
+
+    def test_a_hotline_is_routed_to_a_queue_then_to_an_ivr_flow(self, tenants: Tenants) -> None:
+        register(tenants)
+        tenants.route_hotline("acme", HOTLINE, HotlineTarget.QUEUE, self.QUEUE)
+        tenants.route_hotline("acme", "+84 912 345 678", "ivr", self.FLOW)
+        routes = tenants.get("acme")["hotline_routes"]
+        assert routes == {
+            normalize_phone_number(HOTLINE, e164=True): {"kind": "ivr", "target_id": str(self.FLOW)}
+        }
+
+    def test_routing_again_to_the_same_target_records_nothing(self, tenants: Tenants) -> None:
+        register(tenants)
+        tenants.route_hotline("acme", HOTLINE, "queue", self.QUEUE)
+        version = tenants.get("acme")["version"]
+        tenants.route_hotline("acme", HOTLINE, "queue", self.QUEUE)
+        assert tenants.get("acme")["version"] == version
+
+    def test_only_the_tenants_own_hotlines_and_known_targets(self, tenants: Tenants) -> None:
+        register(tenants)
+        with pytest.raises(UnknownHotline):
+            tenants.route_hotline("acme", "0987654321", "queue", self.QUEUE)
+        with pytest.raises(InvalidTenant):
+            tenants.route_hotline("acme", HOTLINE, "voicemail", self.QUEUE)
+
+    def test_a_removed_hotline_loses_its_route(self, tenants: Tenants) -> None:
+        register(tenants)
+        tenants.add_hotline("acme", "0987654321")
+        tenants.route_hotline("acme", "0987654321", "queue", self.QUEUE)
+        tenants.remove_hotline("acme", "0987654321")
+        assert tenants.get("acme")["hotline_routes"] == {}
