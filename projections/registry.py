@@ -19,6 +19,7 @@ from projections.boards import AgentBoardReadModel, QueueBoardReadModel
 from projections.calllog import CallLogReadModel
 from projections.campaign_runner import CampaignRunner
 from projections.customers import CustomersReadModel
+from projections.dialplan import DialplanReadModel
 from projections.inbox import InboxReadModel
 from projections.readmodel import SqliteReadModel
 from projections.routing import Router
@@ -68,6 +69,8 @@ CALL_LOG = ReadModelSpec(CallLogReadModel)
 TIMELINE = ReadModelSpec(TimelineReadModel)
 AGENT_BOARD = ReadModelSpec(AgentBoardReadModel)
 QUEUE_BOARD = ReadModelSpec(QueueBoardReadModel)
+# What the telephony bridge reads to take an inbound call.
+DIALPLAN = ReadModelSpec(DialplanReadModel)
 # Process managers: read models that act (projections.process).
 ROUTING = ReadModelSpec(Router)
 SLA_TIMERS = ReadModelSpec(SlaTimers)
@@ -83,6 +86,7 @@ READMODELS: dict[str, ReadModelSpec[SqliteReadModel]] = {
         TIMELINE,
         AGENT_BOARD,
         QUEUE_BOARD,
+        DIALPLAN,
         ROUTING,
         SLA_TIMERS,
         CAMPAIGN_RUNNER,
