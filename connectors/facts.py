@@ -11,7 +11,8 @@ Layout, on the JetStream stream `FACTS` (subjects `facts.>`):
 | `facts.<tenant>.email` | `EmailReceived` |
 | `facts.<tenant>.sms` | `SmsReceived` |
 | `facts.<tenant>.facebook` | `FacebookMessageReceived`, `FacebookCommentReceived` |
-| `facts.<tenant>.call` | `CallStarted`, `CallQueued`, `CallAgentRinging`, `CallAnswered`, `CallHungUp` |
+| `facts.<tenant>.call` | `CallStarted`, `CallQueued`, `CallAgentRinging`, `CallAnswered`, `CallHungUp`, `CallIvrStep`, `CallHeld`, `CallResumed`, `CallMuted`, `CallUnmuted`, `CallRecordingStarted`, `CallRecordingStopped` |
+| `facts.<tenant>.telephony` | `TelephonyCommandFailed` (a command the switch could not carry out) |
 | `facts.parked.<tenant>` | payloads no handler could decode, with the reason (`Parked`) |
 
 - `<tenant>` is the tenant token of eventstore.layout; `parked` is never one (refused by
@@ -170,6 +171,65 @@ class CallHungUp(Fact, frozen=True, kw_only=True, tag=True):
     cause: NonEmpty
 
 
+class CallIvrStep(Fact, frozen=True, kw_only=True, tag=True):
+    """The caller reached an IVR node, with the digits that led there (CC15, AX13)."""
+
+    call_ref: NonEmpty
+    flow_id: UUID
+    flow_version: int
+    node_id: NonEmpty
+    digits: str | None = None
+
+
+class CallHeld(Fact, frozen=True, kw_only=True, tag=True):
+    """The customer's leg was put on hold (CC12)."""
+
+    call_ref: NonEmpty
+
+
+class CallResumed(Fact, frozen=True, kw_only=True, tag=True):
+    call_ref: NonEmpty
+
+
+class CallMuted(Fact, frozen=True, kw_only=True, tag=True):
+    """A leg's microphone was muted (CC13): the others stop hearing it."""
+
+    call_ref: NonEmpty
+    leg_id: NonEmpty
+
+
+class CallUnmuted(Fact, frozen=True, kw_only=True, tag=True):
+    call_ref: NonEmpty
+    leg_id: NonEmpty
+
+
+class CallRecordingStarted(Fact, frozen=True, kw_only=True, tag=True):
+    """The switch began recording the call (AX10); `recording_id` is the file's path."""
+
+    call_ref: NonEmpty
+    recording_id: NonEmpty
+
+
+class CallRecordingStopped(Fact, frozen=True, kw_only=True, tag=True):
+    """The recording stopped and its file is complete at `uri` (AX20, AX22)."""
+
+    call_ref: NonEmpty
+    recording_id: NonEmpty
+    uri: NonEmpty
+    duration_seconds: float
+    size_bytes: int
+
+
+class TelephonyCommandFailed(Fact, frozen=True, kw_only=True, tag=True):
+    """The switch could not carry out a telephony command (the call is gone, the agent's
+    phone is unreachable...): the error, kept where operators and the UI can see it."""
+
+    command_id: NonEmpty
+    command: NonEmpty  # the command's type, e.g. "HoldCall"
+    call_ref: str | None = None
+    reason: NonEmpty
+
+
 class Parked(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     """A payload set aside because it did not decode: kept whole, with why and from where."""
 
@@ -186,8 +246,21 @@ MessageFact = (
     | FacebookMessageReceived
     | FacebookCommentReceived
 )
-CallFact = CallStarted | CallQueued | CallAgentRinging | CallAnswered | CallHungUp
-AnyFact = MessageFact | CallFact
+CallFact = (
+    CallStarted
+    | CallQueued
+    | CallAgentRinging
+    | CallAnswered
+    | CallHungUp
+    | CallIvrStep
+    | CallHeld
+    | CallResumed
+    | CallMuted
+    | CallUnmuted
+    | CallRecordingStarted
+    | CallRecordingStopped
+)
+AnyFact = MessageFact | CallFact | TelephonyCommandFailed
 
 # The subject token of each kind and the union its subject carries.
 KINDS: Final[dict[str, object]] = {
@@ -196,6 +269,7 @@ KINDS: Final[dict[str, object]] = {
     "sms": SmsReceived,
     "facebook": FacebookMessageReceived | FacebookCommentReceived,
     "call": CallFact,
+    "telephony": TelephonyCommandFailed,
 }
 _KIND_OF: Final[dict[type[Fact], str]] = {
     ChatMessageReceived: "chat",
@@ -208,6 +282,14 @@ _KIND_OF: Final[dict[type[Fact], str]] = {
     CallAgentRinging: "call",
     CallAnswered: "call",
     CallHungUp: "call",
+    CallIvrStep: "call",
+    CallHeld: "call",
+    CallResumed: "call",
+    CallMuted: "call",
+    CallUnmuted: "call",
+    CallRecordingStarted: "call",
+    CallRecordingStopped: "call",
+    TelephonyCommandFailed: "telephony",
 }
 
 
@@ -219,6 +301,8 @@ def ordering_key(fact: AnyFact) -> str:
     """
     if isinstance(fact, CallFact):
         return f"call/{fact.call_ref}"
+    if isinstance(fact, TelephonyCommandFailed):
+        return f"call/{fact.call_ref}" if fact.call_ref else f"command/{fact.command_id}"
     if isinstance(fact, ChatMessageReceived):
         return f"chat/{fact.session_id}"
     if isinstance(fact, EmailReceived):

@@ -29,14 +29,22 @@ from connectors.facts import (
     CallAgentRinging,
     CallAnswered,
     CallFact,
+    CallHeld,
+    CallIvrStep,
+    CallMuted,
     CallQueued,
+    CallRecordingStarted,
+    CallRecordingStopped,
+    CallResumed,
     CallStarted,
+    CallUnmuted,
     ChatMessageReceived,
     EmailReceived,
     FacebookCommentReceived,
     FacebookMessageReceived,
     MessageFact,
     SmsReceived,
+    TelephonyCommandFailed,
 )
 from domain.base import DomainError, NotFound
 from domain.call_legs import LegSpec
@@ -75,6 +83,9 @@ class _Inbound:
 def handle(fact: AnyFact, apps: FactApps) -> str:
     """Apply one fact; domain refusals become `rejected: …`, never an exception."""
     try:
+        if isinstance(fact, TelephonyCommandFailed):
+            # Nothing to change: the fact itself, kept in the FACTS stream, is the record.
+            return f"rejected: {fact.command} {fact.command_id} failed: {fact.reason}"
         if isinstance(fact, CallFact):
             return _call(fact, apps.calls)
         return _message(fact, apps)
@@ -191,12 +202,48 @@ def _call(fact: CallFact, calls: Calls) -> str:
         command = partial(Call.ring_agent, leg=leg, at=fact.at)
     elif isinstance(fact, CallAnswered):
         command = partial(Call.answer, leg_id=fact.leg_id, at=fact.at)
+    elif isinstance(fact, CallIvrStep):
+        command = partial(
+            Call.ivr_step,
+            flow_id=fact.flow_id,
+            flow_version=fact.flow_version,
+            node_id=fact.node_id,
+            digits=fact.digits,
+            at=fact.at,
+        )
+    elif isinstance(fact, CallHeld):
+        command = partial(Call.hold, at=fact.at)
+    elif isinstance(fact, CallResumed):
+        command = partial(Call.resume, at=fact.at)
+    elif isinstance(fact, CallMuted):
+        command = partial(Call.mute, leg_id=fact.leg_id, at=fact.at)
+    elif isinstance(fact, CallUnmuted):
+        command = partial(Call.unmute, leg_id=fact.leg_id, at=fact.at)
+    elif isinstance(fact, CallRecordingStarted):
+        command = partial(Call.start_recording, recording_id=fact.recording_id, at=fact.at)
+    elif isinstance(fact, CallRecordingStopped):
+        command = partial(_stop_and_store, fact)
     else:
         command = partial(Call.hang_up, leg_id=fact.leg_id, cause=fact.cause, at=fact.at)
     # The call verbs are idempotent; whether the fact recorded anything says whether it
     # was new.
     recorded = calls.record(tenant, call_id, Call, partial(command, fact_id=fact.fact_id))
     return APPLIED if recorded else DUPLICATE
+
+
+def _stop_and_store(fact: CallRecordingStopped, call: Call, fact_id: str) -> None:
+    # One fact, two events: the stop (if the hang-up did not stop it already) and where
+    # the file is, with what a search needs about it.
+    call.stop_recording(fact.recording_id, fact.at, fact_id=f"{fact_id}:stop")
+    call.store_recording(
+        fact.recording_id,
+        fact.uri,
+        fact.duration_seconds,
+        fact.size_bytes,
+        fact.at,
+        metadata={"call_ref": fact.call_ref},
+        fact_id=fact_id,
+    )
 
 
 def _start_call(fact: CallStarted, calls: Calls) -> UUID:

@@ -178,3 +178,98 @@ def test_an_outbound_start_without_its_agent_is_rejected(apps: FactApps) -> None
         caller_leg_id="leg-a",
     )
     assert handle(fact, apps).startswith("rejected: InvalidCall")
+
+
+def test_switch_reports_during_a_call_become_its_events(apps: FactApps) -> None:
+    """IVR steps, hold, mute and a recording reported by the bridge, each once."""
+    from uuid import uuid4
+
+    from connectors.facts import (
+        CallAgentRinging,
+        CallHeld,
+        CallIvrStep,
+        CallMuted,
+        CallQueued,
+        CallRecordingStarted,
+        CallRecordingStopped,
+        CallResumed,
+        CallUnmuted,
+        TelephonyCommandFailed,
+    )
+
+    flow, queue, agent = uuid4(), uuid4(), uuid4()
+    common: dict[str, Any] = {"tenant_id": "acme", "call_ref": "ref-7"}
+    later = [T0 + timedelta(seconds=s) for s in range(20)]
+    script = [
+        CallStarted(
+            fact_id="s",
+            at=later[0],
+            direction="inbound",
+            hotline="19001234",
+            caller_number="+84901234567",
+            caller_leg_id="leg-c",
+            **common,
+        ),
+        CallIvrStep(
+            fact_id="i1", at=later[1], flow_id=flow, flow_version=2, node_id="menu", **common
+        ),
+        CallIvrStep(
+            fact_id="i2",
+            at=later[2],
+            flow_id=flow,
+            flow_version=2,
+            node_id="sales",
+            digits="1",
+            **common,
+        ),
+        CallQueued(fact_id="q", at=later[3], queue_id=queue, **common),
+        CallAgentRinging(
+            fact_id="r",
+            at=later[4],
+            leg_id="leg-a",
+            agent_id=agent,
+            agent_endpoint="sip_phone",
+            address="1001",
+            **common,
+        ),
+        CallAnswered(fact_id="a", at=later[5], leg_id="leg-a", **common),
+        CallHeld(fact_id="h", at=later[6], **common),
+        CallResumed(fact_id="u", at=later[7], **common),
+        CallMuted(fact_id="m", at=later[8], leg_id="leg-a", **common),
+        CallUnmuted(fact_id="n", at=later[9], leg_id="leg-a", **common),
+        CallRecordingStarted(fact_id="rs", at=later[10], recording_id="/rec/1.wav", **common),
+        CallRecordingStopped(
+            fact_id="rt",
+            at=later[11],
+            recording_id="/rec/1.wav",
+            uri="/rec/1.wav",
+            duration_seconds=1.0,
+            size_bytes=16044,
+            **common,
+        ),
+    ]
+    assert [handle(f, apps) for f in script] == ["applied"] * len(script)
+    assert [handle(f, apps) for f in script] == ["duplicate"] * len(script)
+    call = apps.calls.get("acme", Call.create_id("acme", "ref-7"))
+    assert [(s["node_id"], s["digits"]) for s in call["ivr_path"]] == [
+        ("menu", None),
+        ("sales", "1"),
+    ]
+    assert call["queue_id"] == str(queue) and not call["held"]
+    [agent_leg] = [leg for leg in call["legs"] if leg["leg_id"] == "leg-a"]
+    assert agent_leg["muted"] is False and agent_leg["answered_at"]
+    [recording] = call["recordings"]
+    assert recording["uri"] == "/rec/1.wav" and recording["stopped_at"]
+    assert (recording["duration_seconds"], recording["size_bytes"]) == (1.0, 16044)
+    failed = TelephonyCommandFailed(
+        fact_id="f",
+        tenant_id="acme",
+        at=T0,
+        command_id="c1",
+        command="HoldCall",
+        call_ref="gone",
+        reason="call gone is not live on this switch",
+    )
+    assert handle(failed, apps) == (
+        "rejected: HoldCall c1 failed: call gone is not live on this switch"
+    )
