@@ -14,11 +14,13 @@ from deploy.settings import SettingsError
 from domain.apps import DomainApps
 from domain.asyncapp import AsyncRunner
 from domain.customers import Customers
+from projections.dialplan import DialplanReadModel
 from projections.feeds import Feeds
 from projections.readmodel import SqliteReadModel
-from projections.registry import CUSTOMERS, READMODELS, ROUTING
+from projections.registry import CUSTOMERS, DIALPLAN, READMODELS, ROUTING
 from projections.routing import Router
 from projections.service import ProjectionService
+from telephony_bridge.bridge import TelephonyBridge
 from web.api.customers import customers_router
 
 
@@ -131,11 +133,74 @@ class FeedsService:
         return {"state": "running", "error": None}
 
 
+class TelephonyService:
+    """The telephony bridge (telephony_bridge.bridge) on the configured switch: the
+    built-in one in this process, or FreeSWITCH over its Event Socket."""
+
+    name = "telephony"
+
+    def __init__(self, dialplan: DialplanReadModel, switch: str, data_dir: Path) -> None:
+        self.dialplan, self.switch, self.data_dir = dialplan, switch, data_dir
+        self.bridge: TelephonyBridge | None = None
+        self.driver: Any = None
+        self.panel: Any = None
+
+    async def start(self, runtime: Any) -> None:
+        js = runtime.nc.jetstream()
+        await ensure_facts_stream(js)
+        self.driver = driver_for(self.switch)
+        self.bridge = TelephonyBridge(
+            runtime.nc, js, self.driver, self.dialplan, self.data_dir / "recordings"
+        )
+        await self.bridge.start()
+        if self.switch == "builtin":
+            # The built-in switch's callers and phones are played through its panel.
+            from telephony_bridge.switchctl import SwitchPanel
+
+            self.panel = SwitchPanel(runtime.nc, self.driver)
+            await self.panel.start()
+
+    async def stop(self) -> None:
+        if self.panel is not None:
+            await self.panel.stop()
+            self.panel = None
+        if self.bridge is not None:
+            await self.bridge.stop()
+            self.bridge = None
+
+    def health(self) -> dict[str, Any]:
+        bridge = self.bridge
+        return {
+            "state": "running" if bridge else "stopped",
+            "error": None,
+            "switch": self.switch.split("@")[-1],
+            "live_legs": len(bridge.legs) if bridge else 0,
+            "commands": bridge.commands_done if bridge else 0,
+            "errors": bridge.errors if bridge else 0,
+        }
+
+
+def driver_for(switch: str) -> Any:
+    """`builtin`, or `freeswitch://:PASSWORD@HOST:PORT`."""
+    if switch == "builtin":
+        from telephony_bridge.switch import BuiltinSwitch
+
+        return BuiltinSwitch()
+    from urllib.parse import urlsplit
+
+    from telephony_bridge.freeswitch import FreeSwitchDriver
+
+    url = urlsplit(switch)
+    return FreeSwitchDriver(
+        url.hostname or "127.0.0.1", url.port or 8021, url.password or "ClueCon"
+    )
+
+
 def register_services(runtime: Any) -> None:
     """Everything by default; with `CLOUDCC_SERVICES`, only the parts named (scaled out:
     the fact consumers, the API and each read model may each run in its own process)."""
     settings = runtime.settings
-    known = {"all", "facts", "api", "readmodels", *READMODELS}
+    known = {"all", "facts", "api", "telephony", "readmodels", *READMODELS}
     if unknown := settings.services - known:
         raise SettingsError(
             f"CLOUDCC_SERVICES: no service {', '.join(sorted(unknown))}; "
@@ -146,6 +211,8 @@ def register_services(runtime: Any) -> None:
         # The API answers from the customers read model: it must be kept up to date in
         # the process that serves it (its file is in this process's data directory).
         names.append(CUSTOMERS.name)
+    if settings.runs("telephony") and DIALPLAN.name not in names:
+        names.append(DIALPLAN.name)  # the bridge takes inbound calls from it, likewise
     if settings.demo and len(names) < len(READMODELS):
         raise SettingsError("--demo runs every service: leave CLOUDCC_SERVICES unset")
     domain = DomainService(settings.data_dir, names, wrap_up_seconds=settings.wrap_up_seconds)
@@ -160,6 +227,10 @@ def register_services(runtime: Any) -> None:
         runtime.add_service(ProjectionService(lambda: domain.apps, readmodel, feeds=feeds.feeds))
     if settings.runs("api"):
         runtime.add_route_handlers(customers_router(domain))
+    if settings.runs("telephony"):
+        dialplan = domain.readmodels[DIALPLAN.name]
+        assert isinstance(dialplan, DialplanReadModel)
+        runtime.add_service(TelephonyService(dialplan, settings.switch, settings.data_dir))
     if runtime.settings.demo:
         from deploy.demo import DemoService  # only `up --demo` needs it
 

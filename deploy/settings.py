@@ -14,7 +14,8 @@ can build settings from a plain dict.
 | `replicas`      | `CLOUDCC_REPLICAS`   | `1`; set `3` when `NATS_URL` is a cluster |
 | `demo`          | (`cloudcc up --demo`)| `False`                                   |
 | `wrap_up_seconds` | `CLOUDCC_WRAP_UP_SECONDS` | `15`: after a call, before routing offers the agent more |
-| `services`      | `CLOUDCC_SERVICES`   | `all`; else a comma list of `facts`, `api`, `readmodels` (every read model) and read-model names: what this process runs (scaled out, one process per part) |
+| `services`      | `CLOUDCC_SERVICES`   | `all`; else a comma list of `facts`, `api`, `telephony`, `readmodels` (every read model) and read-model names: what this process runs (scaled out, one process per part) |
+| `switch`        | `CLOUDCC_SWITCH`     | `builtin` (the built-in switch, in process); or `freeswitch://:PASSWORD@HOST:PORT` (FreeSWITCH's Event Socket) |
 
 `NATS_URL` may list several servers separated by commas (`nats://a:4222,nats://b:4222`).
 """
@@ -43,6 +44,7 @@ class Settings:
     demo: bool = False
     wrap_up_seconds: int = 15
     services: frozenset[str] = frozenset({"all"})
+    switch: str = "builtin"
 
     @property
     def embedded(self) -> bool:
@@ -65,6 +67,7 @@ class Settings:
                 part.strip() for part in (env.get("CLOUDCC_SERVICES") or "all").split(",")
             )
             - {""},
+            "switch": env.get("CLOUDCC_SWITCH") or "builtin",
         }
         values.update(overrides)
         values["data_dir"] = Path(values["data_dir"]).expanduser().resolve()
@@ -73,6 +76,11 @@ class Settings:
             raise SettingsError(f"HTTP port {settings.http_port} is not in 0..65535")
         if settings.replicas < 1:
             raise SettingsError(f"CLOUDCC_REPLICAS must be at least 1, not {settings.replicas}")
+        if settings.switch != "builtin" and not settings.switch.startswith("freeswitch://"):
+            raise SettingsError(
+                f"CLOUDCC_SWITCH is `builtin` or `freeswitch://:PASSWORD@HOST:PORT`, "
+                f"not {settings.switch!r}"
+            )
         if not 0 <= settings.wrap_up_seconds <= 3600:
             raise SettingsError("CLOUDCC_WRAP_UP_SECONDS must be 0 to 3600")
         return settings
@@ -82,7 +90,7 @@ class Settings:
         return (
             "all" in self.services
             or service in self.services
-            or (service not in ("facts", "api") and "readmodels" in self.services)
+            or (service not in ("facts", "api", "telephony") and "readmodels" in self.services)
         )
 
 

@@ -69,7 +69,57 @@ class Originate(Command, frozen=True, kw_only=True, tag=True):
     attempt: int | None = None
 
 
-AnyCommand = RingAgent | StopRinging | SendToFallback | Originate
+class CallCommand(Command, frozen=True, kw_only=True, tag=True):
+    """A command about one live call, named by the switch's call reference."""
+
+    call_ref: NonEmpty
+
+
+class HoldCall(CallCommand, frozen=True, kw_only=True, tag=True):
+    """Put the customer on hold (CC12): they hear hold music, the agent is free to talk."""
+
+
+class ResumeCall(CallCommand, frozen=True, kw_only=True, tag=True):
+    pass
+
+
+class MuteLeg(CallCommand, frozen=True, kw_only=True, tag=True):
+    """Mute a leg's microphone (CC13); the leg still hears the call."""
+
+    leg_id: NonEmpty
+
+
+class UnmuteLeg(CallCommand, frozen=True, kw_only=True, tag=True):
+    leg_id: NonEmpty
+
+
+class StartRecording(CallCommand, frozen=True, kw_only=True, tag=True):
+    """Record the call (AX10): by the tenant's policy, or on an agent's request."""
+
+
+class StopRecording(CallCommand, frozen=True, kw_only=True, tag=True):
+    pass
+
+
+class HangUpCall(CallCommand, frozen=True, kw_only=True, tag=True):
+    """End the call for everyone on it (a supervisor's force hang-up, CC19)."""
+
+    cause: str = "NORMAL_CLEARING"
+
+
+AnyCommand = (
+    RingAgent
+    | StopRinging
+    | SendToFallback
+    | Originate
+    | HoldCall
+    | ResumeCall
+    | MuteLeg
+    | UnmuteLeg
+    | StartRecording
+    | StopRecording
+    | HangUpCall
+)
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(AnyCommand)

@@ -38,7 +38,7 @@ def names(runtime: FakeRuntime) -> set[str]:
 
 def test_everything_by_default(tmp_path: Path) -> None:
     runtime = run(tmp_path, None)
-    assert names(runtime) == {"domain", "facts", "feeds", *READMODELS}
+    assert names(runtime) == {"domain", "facts", "feeds", "telephony", *READMODELS}
     assert runtime.routes
 
 
@@ -50,6 +50,17 @@ def test_one_part_per_process(tmp_path: Path) -> None:
     assert names(facts) == {"domain", "facts", "feeds", "customers"} and facts.routes
     models = run(tmp_path / "m", "readmodels")
     assert names(models) == {"domain", "feeds", *READMODELS}
+    # The bridge takes inbound calls from the dialplan: that process keeps it up to date.
+    bridge = run(tmp_path / "t", "telephony")
+    assert names(bridge) == {"domain", "feeds", "telephony", "dialplan"}
+
+
+def test_the_switch_is_builtin_or_a_freeswitch_url(tmp_path: Path) -> None:
+    assert Settings.from_env({}, data_dir=tmp_path).switch == "builtin"
+    url = "freeswitch://:ClueCon@10.0.0.5:8021"
+    assert Settings.from_env({"CLOUDCC_SWITCH": url}, data_dir=tmp_path).switch == url
+    with pytest.raises(SettingsError, match="CLOUDCC_SWITCH"):
+        Settings.from_env({"CLOUDCC_SWITCH": "asterisk://x"}, data_dir=tmp_path)
 
 
 def test_unknown_parts_and_a_partial_demo_are_refused(tmp_path: Path) -> None:

@@ -1,0 +1,279 @@
+"""The telephony bridge end to end, in a running `cloudcc up` with the built-in switch:
+a caller dials a hotline (switch panel) → the bridge answers and walks the IVR → the call
+queues → routing rings an agent (RingAgent → the switch) → the agent answers and is
+bridged → hold, recording, hang-up as commands → every step back as facts → the call's
+events and the call log read model. Also: a missed call, a command for a call that is
+gone, a malformed command."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+import nats
+import pytest
+
+from deploy.natsserver import free_port
+from domain.apps import DomainApps
+from domain.calls import Call
+from domain.ivr import Node, NodeKind
+from domain.vocabulary import EndpointKind, Package, RoutingPolicy
+from telephony_bridge import commands
+
+ROOT = Path(__file__).parent.parent
+T = TypeVar("T")
+TENANT = "phoneco"
+HOTLINE = "+842873009999"
+
+
+@pytest.fixture(scope="module")
+def instance(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    data = tmp_path_factory.mktemp("telephony")
+    env = {
+        **os.environ,
+        "CLOUDCC_DATA": str(data),
+        "NATS_URL": nats_url,
+        "CLOUDCC_WRAP_UP_SECONDS": "0",
+    }
+    log = data / "up.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "deploy.cli", "up", "--port", str(free_port())],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 30
+    while "cloudcc is up:" not in log.read_text():
+        assert proc.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, "cloudcc up did not come up"
+        time.sleep(0.05)
+    yield data
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0, log.read_text()[-3000:]
+
+
+@pytest.fixture(scope="module")
+def apps(nats_url: str) -> Iterator[DomainApps]:
+    built = DomainApps.build({"PERSISTENCE_MODULE": "eventstore", "NATS_URL": nats_url})
+    yield built
+    built.close()
+
+
+@pytest.fixture(scope="module")
+def center(apps: DomainApps, instance: Path) -> dict[str, Any]:
+    """Tenant `phoneco`: a hotline into an IVR menu (1: support queue, skill `vn`), two
+    agents on SIP phones 2001 (has the skill) and 2002 (does not)."""
+    apps.tenants.register(TENANT, "Phone Co", Package.CALL_CENTER, [HOTLINE])
+    queue = apps.queues.create(
+        TENANT, "Support", policy=RoutingPolicy.SKILL, required_skills={"vn": 1}
+    )
+    apps.queues.set_waiting_rules(TENANT, queue, ring_timeout_seconds=20, max_wait_seconds=600)
+    flow = apps.ivr.draft(TENANT, "Main")
+    apps.ivr.set_node(TENANT, flow, Node("hello", NodeKind.PLAYBACK, prompt="Welcome", next="menu"))
+    apps.ivr.set_node(
+        TENANT, flow, Node("menu", NodeKind.MENU, prompt="Press 1 for support", choices={"1": "q"})
+    )
+    apps.ivr.set_node(TENANT, flow, Node("q", NodeKind.QUEUE, queue_id=queue))
+    apps.ivr.set_entry(TENANT, flow, "hello")
+    apps.ivr.publish(TENANT, flow)
+    apps.tenants.route_hotline(TENANT, HOTLINE, "ivr", flow)
+    agents = {}
+    for login, ext, skilled in (("an", "2001", True), ("binh", "2002", False)):
+        aid = apps.agents.create_user(
+            TENANT, login.title(), login, "agent", package=Package.CALL_CENTER
+        )
+        apps.agents.add_endpoint(TENANT, aid, EndpointKind.SIP_PHONE, ext)
+        if skilled:
+            apps.agents.set_skill(TENANT, aid, "vn", 3)
+        apps.agents.go_available(TENANT, aid)
+        agents[login] = aid
+    return {"queue": queue, "flow": flow, "agents": agents}
+
+
+def wait_for(fetch: Callable[[], T], predicate: Callable[[T], bool], timeout: float = 15) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fetch()
+        if predicate(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(0.05)
+
+
+async def panel(nats_url: str, verb: str, request: dict[str, Any]) -> dict[str, Any]:
+    nc = await nats.connect(nats_url)
+    try:
+        reply = await nc.request(f"switch.builtin.{verb}", msgspec.json.encode(request), 5)
+    finally:
+        await nc.close()
+    answer: dict[str, Any] = msgspec.json.decode(reply.data)
+    assert "error" not in answer, answer
+    return answer
+
+
+async def send(nats_url: str, *sent: commands.Command | tuple[str, bytes]) -> None:
+    nc = await nats.connect(nats_url)
+    try:
+        for command in sent:
+            if isinstance(command, tuple):
+                await nc.publish(*command)
+            else:
+                await nc.publish(commands.subject(TENANT, command), commands.encode(command))
+        await nc.flush()
+    finally:
+        await nc.close()
+
+
+def cmd_id() -> str:
+    return str(uuid.uuid4())
+
+
+def call_view(apps: DomainApps, ref: str) -> dict[str, Any] | None:
+    try:
+        return apps.calls.get(TENANT, Call.create_id(TENANT, ref))
+    except Exception:  # noqa: BLE001 - not there yet
+        return None
+
+
+def test_an_inbound_call_through_ivr_to_a_skilled_agent_held_recorded_and_ended(
+    nats_url: str, apps: DomainApps, center: dict[str, Any], instance: Path
+) -> None:
+    asyncio.run(panel(nats_url, "party", {"address": "2001", "party": {"answer_after": 0.3}}))
+    placed = asyncio.run(
+        panel(
+            nats_url,
+            "call",
+            {"caller_number": "0901234567", "hotline": HOTLINE, "party": {"digits": "1"}},
+        )
+    )
+    ref = placed["channel_id"]
+    call = wait_for(lambda: call_view(apps, ref), lambda c: bool(c and c["answered_at"]), 20)
+    assert call is not None and call["answered_at"], call
+    assert call["customer_number"] == "+84901234567" and call["hotline"] == HOTLINE
+    assert [(s["node_id"], s["digits"]) for s in call["ivr_path"]] == [
+        ("hello", None),
+        ("menu", None),
+        ("q", "1"),
+    ]
+    assert call["queue_id"] == str(center["queue"])
+    assert call["agent_ids"] == [str(center["agents"]["an"])]  # the skilled one
+    [agent_leg] = [leg for leg in call["legs"] if leg["party"] == "agent"]
+    assert agent_leg["endpoint"] == "sip_phone" and agent_leg["address"] == "2001"
+
+    # The switch really bridged them: each hears the other.
+    hears = asyncio.run(panel(nats_url, "hears", {"listener": ref, "speaker": agent_leg["leg_id"]}))
+    assert hears["hears"] is True
+
+    asyncio.run(
+        send(nats_url, commands.HoldCall(command_id=cmd_id(), tenant_id=TENANT, call_ref=ref))
+    )
+    assert wait_for(lambda: call_view(apps, ref), lambda c: bool(c and c["held"]))["held"]  # type: ignore[index]
+    on_hold = asyncio.run(
+        panel(nats_url, "hears", {"listener": ref, "speaker": agent_leg["leg_id"]})
+    )
+    assert on_hold["hears"] is False
+    asyncio.run(
+        send(
+            nats_url,
+            commands.ResumeCall(command_id=cmd_id(), tenant_id=TENANT, call_ref=ref),
+            commands.StartRecording(command_id=cmd_id(), tenant_id=TENANT, call_ref=ref),
+        )
+    )
+    started = wait_for(lambda: call_view(apps, ref), lambda c: bool(c and c["recordings"]))
+    assert started is not None and not started["held"] and started["recordings"]
+    time.sleep(1.0)
+    asyncio.run(
+        send(nats_url, commands.StopRecording(command_id=cmd_id(), tenant_id=TENANT, call_ref=ref))
+    )
+    stored = wait_for(lambda: call_view(apps, ref), lambda c: bool(c and c["recordings"][0]["uri"]))
+    assert stored is not None
+    [recording] = stored["recordings"]
+    path = Path(recording["uri"])
+    assert path.is_file() and path.is_relative_to(instance / "recordings" / TENANT)
+    assert path.stat().st_size == recording["size_bytes"] > 44
+    assert 0.8 <= recording["duration_seconds"] <= 3.0
+
+    asyncio.run(
+        send(nats_url, commands.HangUpCall(command_id=cmd_id(), tenant_id=TENANT, call_ref=ref))
+    )
+    ended = wait_for(lambda: call_view(apps, ref), lambda c: bool(c and c["ended_at"]))
+    assert ended is not None and ended["ended_at"] and not ended["abandoned"]
+
+    # The call log read model (its SQLite file in the instance's data) has it all.
+    def logged() -> sqlite3.Row | None:
+        db = sqlite3.connect(instance / "readmodels" / "call_log.sqlite")
+        db.row_factory = sqlite3.Row
+        return db.execute("SELECT * FROM calls WHERE call_ref = ?", (ref,)).fetchone()
+
+    row = wait_for(logged, lambda r: r is not None and r["ended_at"] is not None)
+    assert row is not None and row["tenant_id"] == TENANT and row["answered_at"]
+
+
+def test_a_caller_who_hangs_up_while_queued_is_a_missed_call(
+    nats_url: str, apps: DomainApps, center: dict[str, Any]
+) -> None:
+    # The skilled agent's phone rings and is never picked up; the caller gives up.
+    asyncio.run(panel(nats_url, "party", {"address": "2001", "party": {"answer_after": None}}))
+    placed = asyncio.run(
+        panel(
+            nats_url,
+            "call",
+            {
+                "caller_number": "0907654321",
+                "hotline": HOTLINE,
+                "party": {"digits": "1", "abandon_after": 4.0},
+            },
+        )
+    )
+    ref = placed["channel_id"]
+    call = wait_for(lambda: call_view(apps, ref), lambda c: bool(c and c["ended_at"]), 20)
+    assert call is not None and call["ended_at"] and call["abandoned"], call
+    assert call["answered_at"] is None and call["queue_id"] == str(center["queue"])
+
+
+def test_a_command_for_a_gone_call_is_a_clear_error_and_the_bridge_goes_on(
+    nats_url: str, apps: DomainApps, center: dict[str, Any]
+) -> None:
+    gone = commands.HoldCall(command_id=cmd_id(), tenant_id=TENANT, call_ref="no-such-call")
+
+    async def run() -> dict[str, Any]:
+        nc = await nats.connect(nats_url)
+        try:
+            js = nc.jetstream()
+            failed = await js.subscribe(f"facts.{TENANT}.telephony", ordered_consumer=True)
+            await nc.publish("cmd.phoneco.telephony.holdcall", b"{not json")
+            await nc.publish(commands.subject(TENANT, gone), commands.encode(gone))
+            await nc.flush()
+            msg = await failed.next_msg(timeout=10)
+            return dict(msgspec.json.decode(msg.data))
+        finally:
+            await nc.close()
+
+    fact = asyncio.run(run())
+    assert fact["type"] == "TelephonyCommandFailed"
+    assert fact["command_id"] == gone.command_id and fact["command"] == "HoldCall"
+    assert "no-such-call" in fact["reason"]
+    # The bridge still works: another call reaches the queue.
+    asyncio.run(panel(nats_url, "party", {"address": "2001", "party": {"answer_after": 0.2}}))
+    placed = asyncio.run(
+        panel(
+            nats_url,
+            "call",
+            {"caller_number": "0912000111", "hotline": HOTLINE, "party": {"digits": "1"}},
+        )
+    )
+    call = wait_for(
+        lambda: call_view(apps, placed["channel_id"]), lambda c: bool(c and c["answered_at"]), 20
+    )
+    assert call is not None and call["answered_at"]
