@@ -11,8 +11,8 @@ Layout, on the JetStream stream `FACTS` (subjects `facts.>`):
 | `facts.<tenant>.email` | `EmailReceived` |
 | `facts.<tenant>.sms` | `SmsReceived` |
 | `facts.<tenant>.facebook` | `FacebookMessageReceived`, `FacebookCommentReceived` |
-| `facts.<tenant>.call` | `CallStarted`, `CallQueued`, `CallAgentRinging`, `CallAnswered`, `CallHungUp`, `CallIvrStep`, `CallHeld`, `CallResumed`, `CallMuted`, `CallUnmuted`, `CallRecordingStarted`, `CallRecordingStopped` |
-| `facts.<tenant>.telephony` | `TelephonyCommandFailed` (a command the switch could not carry out) |
+| `facts.<tenant>.call` | `CallStarted`, `CallQueued`, `CallAgentRinging`, `CallAnswered`, `CallHungUp`, `CallIvrStep`, `CallHeld`, `CallResumed`, `CallMuted`, `CallUnmuted`, `CallRecordingStarted`, `CallRecordingStopped`, `CallTransferred`, `CallTransferRequested`, `CallTransferCompleted`, `CallTransferCancelled`, `CallSupervised`, `CallForceEnded` |
+| `facts.<tenant>.telephony` | `TelephonyCommandFailed` (a command the switch could not carry out), `CallCampaignOutcome` |
 | `facts.parked.<tenant>` | payloads no handler could decode, with the reason (`Parked`) |
 
 - `<tenant>` is the tenant token of eventstore.layout; `parked` is never one (refused by
@@ -129,7 +129,8 @@ class CallStarted(Fact, frozen=True, kw_only=True, tag=True):
 
     Inbound: the caller is the customer. Outbound and internal: the caller is the agent
     `agent_id` on `agent_endpoint` (an EndpointKind value); outbound also names the
-    customer's leg `callee_leg_id`.
+    customer's leg `callee_leg_id`. A campaign's dial-out is outbound without an agent:
+    `caller_leg_id` is the customer's leg, `callee_number` their number.
     """
 
     call_ref: NonEmpty
@@ -220,6 +221,69 @@ class CallRecordingStopped(Fact, frozen=True, kw_only=True, tag=True):
     size_bytes: int
 
 
+class LegInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A leg joining a call: an agent's or a supervisor's endpoint, or an outside number."""
+
+    leg_id: NonEmpty
+    party: Literal["agent", "external", "supervisor"]
+    user_id: UUID | None = None  # the agent or supervisor
+    endpoint: NonEmpty  # an EndpointKind value, or "pstn" for an outside number
+    address: str = ""
+
+
+class CallTransferred(Fact, frozen=True, kw_only=True, tag=True):
+    """A blind transfer (CC14, AX14): `from_leg_id` leaves, `to_leg` is dialled for the call."""
+
+    call_ref: NonEmpty
+    from_leg_id: NonEmpty
+    to_leg: LegInfo
+
+
+class CallTransferRequested(Fact, frozen=True, kw_only=True, tag=True):
+    """An attended transfer began: the customer waits on hold while `consult_leg` is rung."""
+
+    call_ref: NonEmpty
+    from_leg_id: NonEmpty
+    consult_leg: LegInfo
+
+
+class CallTransferCompleted(Fact, frozen=True, kw_only=True, tag=True):
+    """The consulted party took the customer; the transferring agent left."""
+
+    call_ref: NonEmpty
+
+
+class CallTransferCancelled(Fact, frozen=True, kw_only=True, tag=True):
+    """The consult leg was dropped; the agent is back with the customer."""
+
+    call_ref: NonEmpty
+
+
+class CallSupervised(Fact, frozen=True, kw_only=True, tag=True):
+    """A supervisor's leg listens, whispers or barges in (CC19); again for a new mode."""
+
+    call_ref: NonEmpty
+    supervisor_leg: LegInfo
+    mode: Literal["listen", "whisper", "barge"]
+
+
+class CallForceEnded(Fact, frozen=True, kw_only=True, tag=True):
+    """A supervisor hung the call up for everybody (CC19)."""
+
+    call_ref: NonEmpty
+    supervisor_id: UUID
+
+
+class CallCampaignOutcome(Fact, frozen=True, kw_only=True, tag=True):
+    """What came of a campaign's call attempt (CC20): the customer answered, or not."""
+
+    campaign_id: UUID
+    customer_id: UUID
+    attempt: int
+    reached: bool
+    reason: str = ""
+
+
 class TelephonyCommandFailed(Fact, frozen=True, kw_only=True, tag=True):
     """The switch could not carry out a telephony command (the call is gone, the agent's
     phone is unreachable...): the error, kept where operators and the UI can see it."""
@@ -259,8 +323,15 @@ CallFact = (
     | CallUnmuted
     | CallRecordingStarted
     | CallRecordingStopped
+    | CallTransferred
+    | CallTransferRequested
+    | CallTransferCompleted
+    | CallTransferCancelled
+    | CallSupervised
+    | CallForceEnded
 )
-AnyFact = MessageFact | CallFact | TelephonyCommandFailed
+TelephonyFact = TelephonyCommandFailed | CallCampaignOutcome
+AnyFact = MessageFact | CallFact | TelephonyFact
 
 # The subject token of each kind and the union its subject carries.
 KINDS: Final[dict[str, object]] = {
@@ -269,7 +340,7 @@ KINDS: Final[dict[str, object]] = {
     "sms": SmsReceived,
     "facebook": FacebookMessageReceived | FacebookCommentReceived,
     "call": CallFact,
-    "telephony": TelephonyCommandFailed,
+    "telephony": TelephonyCommandFailed | CallCampaignOutcome,
 }
 _KIND_OF: Final[dict[type[Fact], str]] = {
     ChatMessageReceived: "chat",
@@ -289,7 +360,14 @@ _KIND_OF: Final[dict[type[Fact], str]] = {
     CallUnmuted: "call",
     CallRecordingStarted: "call",
     CallRecordingStopped: "call",
+    CallTransferred: "call",
+    CallTransferRequested: "call",
+    CallTransferCompleted: "call",
+    CallTransferCancelled: "call",
+    CallSupervised: "call",
+    CallForceEnded: "call",
     TelephonyCommandFailed: "telephony",
+    CallCampaignOutcome: "telephony",
 }
 
 
@@ -303,6 +381,8 @@ def ordering_key(fact: AnyFact) -> str:
         return f"call/{fact.call_ref}"
     if isinstance(fact, TelephonyCommandFailed):
         return f"call/{fact.call_ref}" if fact.call_ref else f"command/{fact.command_id}"
+    if isinstance(fact, CallCampaignOutcome):
+        return f"campaign/{fact.campaign_id}"
     if isinstance(fact, ChatMessageReceived):
         return f"chat/{fact.session_id}"
     if isinstance(fact, EmailReceived):

@@ -28,7 +28,9 @@ from connectors.facts import (
     Attachment,
     CallAgentRinging,
     CallAnswered,
+    CallCampaignOutcome,
     CallFact,
+    CallForceEnded,
     CallHeld,
     CallIvrStep,
     CallMuted,
@@ -37,19 +39,26 @@ from connectors.facts import (
     CallRecordingStopped,
     CallResumed,
     CallStarted,
+    CallSupervised,
+    CallTransferCancelled,
+    CallTransferCompleted,
+    CallTransferred,
+    CallTransferRequested,
     CallUnmuted,
     ChatMessageReceived,
     EmailReceived,
     FacebookCommentReceived,
     FacebookMessageReceived,
+    LegInfo,
     MessageFact,
     SmsReceived,
     TelephonyCommandFailed,
 )
 from domain.base import DomainError, NotFound
-from domain.call_legs import LegSpec
+from domain.call_legs import LegSpec, SupervisionMode
 from domain.call_service import Calls
 from domain.calls import Call, InvalidCall
+from domain.campaigns import Campaigns
 from domain.conversations import Conversations
 from domain.customers import Customers
 from domain.vocabulary import Channel, EndpointKind
@@ -65,6 +74,8 @@ class FactApps:
     customers: Customers
     conversations: Conversations
     calls: Calls
+    # Campaign outcomes reported by the bridge; None where a process takes no such facts.
+    campaigns: Campaigns | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +97,8 @@ def handle(fact: AnyFact, apps: FactApps) -> str:
         if isinstance(fact, TelephonyCommandFailed):
             # Nothing to change: the fact itself, kept in the FACTS stream, is the record.
             return f"rejected: {fact.command} {fact.command_id} failed: {fact.reason}"
+        if isinstance(fact, CallCampaignOutcome):
+            return _campaign_outcome(fact, apps)
         if isinstance(fact, CallFact):
             return _call(fact, apps.calls)
         return _message(fact, apps)
@@ -223,12 +236,63 @@ def _call(fact: CallFact, calls: Calls) -> str:
         command = partial(Call.start_recording, recording_id=fact.recording_id, at=fact.at)
     elif isinstance(fact, CallRecordingStopped):
         command = partial(_stop_and_store, fact)
+    elif isinstance(fact, CallTransferred):
+        command = partial(
+            Call.transfer_blind, from_leg_id=fact.from_leg_id, to=_leg(fact.to_leg), at=fact.at
+        )
+    elif isinstance(fact, CallTransferRequested):
+        command = partial(
+            Call.transfer_attended_begin,
+            from_leg_id=fact.from_leg_id,
+            consult=_leg(fact.consult_leg),
+            at=fact.at,
+        )
+    elif isinstance(fact, CallTransferCompleted):
+        command = partial(Call.transfer_attended_complete, at=fact.at)
+    elif isinstance(fact, CallTransferCancelled):
+        command = partial(Call.transfer_attended_cancel, at=fact.at)
+    elif isinstance(fact, CallSupervised):
+        command = partial(
+            Call.supervise,
+            supervisor=_leg(fact.supervisor_leg),
+            mode=SupervisionMode(fact.mode),
+            at=fact.at,
+        )
+    elif isinstance(fact, CallForceEnded):
+        command = partial(Call.force_end, supervisor_id=fact.supervisor_id, at=fact.at)
     else:
         command = partial(Call.hang_up, leg_id=fact.leg_id, cause=fact.cause, at=fact.at)
     # The call verbs are idempotent; whether the fact recorded anything says whether it
     # was new.
     recorded = calls.record(tenant, call_id, Call, partial(command, fact_id=fact.fact_id))
     return APPLIED if recorded else DUPLICATE
+
+
+def _leg(info: LegInfo) -> LegSpec:
+    if info.party == "external":
+        return LegSpec.external(info.leg_id, info.address)
+    if info.user_id is None or info.endpoint not in set(EndpointKind):
+        raise InvalidCall(
+            f"an {info.party}'s leg needs their id and an endpoint kind ({', '.join(EndpointKind)})"
+        )
+    if info.party == "supervisor":
+        return LegSpec.supervisor(
+            info.leg_id, info.user_id, EndpointKind(info.endpoint), info.address
+        )
+    return LegSpec.agent(info.leg_id, info.user_id, EndpointKind(info.endpoint), info.address)
+
+
+def _campaign_outcome(fact: CallCampaignOutcome, apps: FactApps) -> str:
+    if apps.campaigns is None:
+        return "deferred: this process takes no campaign outcomes"
+    campaigns, args = apps.campaigns, (fact.tenant_id, fact.campaign_id, fact.customer_id)
+    before = campaigns.get(fact.tenant_id, fact.campaign_id)["version"]
+    if fact.reached:
+        campaigns.reached(*args, fact.attempt, fact.at)
+    else:
+        campaigns.failed(*args, fact.attempt, fact.reason or "not reached", fact.at)
+    after = campaigns.get(fact.tenant_id, fact.campaign_id)["version"]
+    return APPLIED if after != before else DUPLICATE
 
 
 def _stop_and_store(fact: CallRecordingStopped, call: Call, fact_id: str) -> None:
@@ -251,9 +315,13 @@ def _start_call(fact: CallStarted, calls: Calls) -> UUID:
     if fact.direction == "inbound":
         customer = LegSpec.customer(fact.caller_leg_id, fact.caller_number)
         return calls.start_inbound(tenant, ref, fact.hotline or "", customer, at)
-    agent = _agent_leg(fact)
     if fact.direction == "internal":
-        return calls.start_internal(tenant, ref, agent, at)
+        return calls.start_internal(tenant, ref, _agent_leg(fact), at)
+    if fact.agent_id is None and fact.agent_endpoint is None:
+        # A campaign's dial-out: the customer's leg is the caller's leg.
+        customer = LegSpec.customer(fact.caller_leg_id, fact.callee_number or fact.caller_number)
+        return calls.start_outbound(tenant, ref, fact.hotline or "", None, customer, at)
+    agent = _agent_leg(fact)
     if not fact.callee_leg_id or not fact.callee_number:
         raise InvalidCall("an outbound call needs the customer's leg id and number")
     customer = LegSpec.customer(fact.callee_leg_id, fact.callee_number)

@@ -35,7 +35,7 @@ class Calls(TenantApplication):
         tenant_id: str,
         call_ref: str,
         hotline: str,
-        agent: LegSpec,
+        agent: LegSpec | None,
         customer: LegSpec,
         at: datetime,
     ) -> UUID:

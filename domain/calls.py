@@ -312,22 +312,30 @@ class Call(TenantAggregate):
         tenant_id: str,
         call_ref: str,
         hotline: str,
-        agent: LegSpec,
+        agent: LegSpec | None,
         customer: LegSpec,
         at: datetime,
     ) -> Call:
-        """An agent calls a customer; the customer sees the hotline (AX2, AX9)."""
-        agent = _valid_leg(agent, {PartyKind.AGENT})
+        """An agent calls a customer; the customer sees the hotline (AX2, AX9).
+
+        Without an agent it is a campaign's dial-out (CC20): the customer is called first
+        and, once they answer, the call is routed like an inbound one; it counts as
+        answered when an agent answers it.
+        """
         customer = _valid_leg(customer, {PartyKind.CUSTOMER})
-        if agent.leg_id == customer.leg_id:
-            raise DuplicateLeg("the agent's and the customer's legs need different ids")
+        legs = [customer.to_event()]
+        if agent is not None:
+            agent = _valid_leg(agent, {PartyKind.AGENT})
+            if agent.leg_id == customer.leg_id:
+                raise DuplicateLeg("the agent's and the customer's legs need different ids")
+            legs.insert(0, agent.to_event())
         return cls(
             tenant_id=tenant_id,
             call_ref=checked_text(call_ref, "a call ref", 200, InvalidCall),
             direction=Direction.OUTBOUND.value,
             hotline=checked_text(hotline, "a hotline", 200, InvalidCall),
             customer_number=customer.address,
-            legs=[agent.to_event(), customer.to_event()],
+            legs=legs,
             at=aware(at, InvalidCall),
         )
 

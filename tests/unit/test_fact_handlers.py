@@ -166,7 +166,7 @@ def test_a_call_fact_before_its_start_is_deferred(apps: FactApps) -> None:
     assert handle(answered, apps) == "applied"
 
 
-def test_an_outbound_start_without_its_agent_is_rejected(apps: FactApps) -> None:
+def test_an_outbound_start_with_half_an_agent_is_rejected(apps: FactApps) -> None:
     fact = CallStarted(
         fact_id="e9",
         tenant_id="acme",
@@ -176,8 +176,33 @@ def test_an_outbound_start_without_its_agent_is_rejected(apps: FactApps) -> None
         hotline="19001234",
         caller_number="1001",
         caller_leg_id="leg-a",
+        agent_endpoint="sip_phone",
     )
     assert handle(fact, apps).startswith("rejected: InvalidCall")
+
+
+def test_a_campaign_dial_out_starts_with_the_customer_alone(apps: FactApps) -> None:
+    fact = CallStarted(
+        fact_id="e10",
+        tenant_id="acme",
+        at=T0,
+        call_ref="ref-10",
+        direction="outbound",
+        hotline="+842873000111",
+        caller_number="+842873000111",
+        callee_number="+84901234567",
+        caller_leg_id="leg-c",
+    )
+    assert handle(fact, apps) == "applied"
+    call = apps.calls.get("acme", Call.create_id("acme", "ref-10"))
+    assert call["direction"] == "outbound" and call["customer_number"] == "+84901234567"
+    assert [(leg["leg_id"], leg["party"]) for leg in call["legs"]] == [("leg-c", "customer")]
+    # The customer picking up is not an answer: an agent's is.
+    answered = CallAnswered(
+        fact_id="e11", tenant_id="acme", at=T0, call_ref="ref-10", leg_id="leg-c"
+    )
+    assert handle(answered, apps) == "applied"
+    assert apps.calls.get("acme", Call.create_id("acme", "ref-10"))["answered_at"] is None
 
 
 def test_switch_reports_during_a_call_become_its_events(apps: FactApps) -> None:
