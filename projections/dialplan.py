@@ -3,6 +3,7 @@
 | table | from | what |
 |---|---|---|
 | `hotlines`, `tenant_ids` | tenants | each hotline number: its tenant and where its calls go (a queue or an IVR flow) |
+| `users` | agents | each user's extension and endpoints (internal calls, AX8 and CC1) |
 | `flow_drafts` | ivr_flows | each flow's draft nodes and entry (what the next publish freezes) |
 | `flow_versions` | ivr_flows | every published version of every flow, as the calls walk it |
 
@@ -18,6 +19,7 @@ from uuid import UUID
 
 import msgspec
 
+from domain.agents import User
 from domain.ivr import FlowGraph, IvrFlow, Node
 from domain.tenants import HotlineTarget, Tenant
 from projections.readmodel import SqliteReadModel
@@ -33,14 +35,25 @@ class HotlineRoute(msgspec.Struct, frozen=True):
     target_id: UUID | None
 
 
+class UserLine(msgspec.Struct, frozen=True):
+    user_id: UUID
+    extension: str | None
+    endpoints: list[tuple[str, str]]  # (EndpointKind value, address), first added first
+
+
 class DialplanReadModel(SqliteReadModel):
     name = "dialplan"
-    upstreams = ("tenants", "ivr_flows")
+    upstreams = ("tenants", "ivr_flows", "agents")
     schema = (
         """CREATE TABLE IF NOT EXISTS hotlines (
             number TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, kind TEXT, target_id TEXT
         )""",
         "CREATE TABLE IF NOT EXISTS tenant_ids (id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL)",
+        """CREATE TABLE IF NOT EXISTS users (
+            id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, extension TEXT,
+            endpoints TEXT NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS users_by_extension ON users (tenant_id, extension)",
         """CREATE TABLE IF NOT EXISTS flow_drafts (
             id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, entry TEXT, nodes TEXT NOT NULL
         )""",
@@ -55,6 +68,34 @@ class DialplanReadModel(SqliteReadModel):
             self._on_tenant(db, event)
         elif isinstance(event, IvrFlow.Event | IvrFlow.Drafted):
             self._on_flow(db, event)
+        elif isinstance(
+            event,
+            User.Created | User.ExtensionChanged | User.EndpointAdded | User.EndpointRemoved,
+        ):
+            self._on_user(db, event)
+
+    def _on_user(self, db: sqlite3.Connection, e: Any) -> None:
+        uid = str(e.originator_id)
+        if isinstance(e, User.Created):
+            db.execute(
+                "INSERT OR IGNORE INTO users VALUES (?, ?, ?, '[]')",
+                (uid, e.tenant_id, e.extension),
+            )
+            return
+        row = db.execute("SELECT * FROM users WHERE id = ?", (uid,)).fetchone()
+        if row is None:
+            return
+        if isinstance(e, User.ExtensionChanged):
+            db.execute("UPDATE users SET extension = ? WHERE id = ?", (e.extension, uid))
+            return
+        endpoints = [tuple(x) for x in _decode(row["endpoints"])]
+        if isinstance(e, User.EndpointAdded) and (e.kind, e.address) not in endpoints:
+            endpoints.append((e.kind, e.address))
+        elif isinstance(e, User.EndpointRemoved):
+            endpoints = [x for x in endpoints if x != (e.kind, e.address)]
+        db.execute(
+            "UPDATE users SET endpoints = ? WHERE id = ?", (_encode(endpoints).decode(), uid)
+        )
 
     def _on_tenant(self, db: sqlite3.Connection, e: Any) -> None:
         if isinstance(e, Tenant.Registered):
@@ -132,6 +173,37 @@ class DialplanReadModel(SqliteReadModel):
             number=row["number"],
             kind=HotlineTarget(row["kind"]) if row["kind"] else None,
             target_id=UUID(row["target_id"]) if row["target_id"] else None,
+        )
+
+    def hotlines(self, tenant_id: str) -> list[str]:
+        """The tenant's hotlines, in number order."""
+        rows = self.connect().execute(
+            "SELECT number FROM hotlines WHERE tenant_id = ? ORDER BY number", (tenant_id,)
+        )
+        return [r[0] for r in rows]
+
+    def user(
+        self, tenant_id: str, *, extension: str | None = None, address: str | None = None
+    ) -> UserLine | None:
+        """The tenant's user with this extension, or with an endpoint at this address."""
+        db = self.connect()
+        if extension is not None:
+            rows = db.execute(
+                "SELECT * FROM users WHERE tenant_id = ? AND extension = ?", (tenant_id, extension)
+            ).fetchall()
+        else:
+            rows = [
+                r
+                for r in db.execute("SELECT * FROM users WHERE tenant_id = ?", (tenant_id,))
+                if any(a == address for _, a in _decode(r["endpoints"]))
+            ]
+        if len(rows) != 1:
+            return None  # nobody, or ambiguous: the bridge does not guess
+        row = rows[0]
+        return UserLine(
+            user_id=UUID(row["id"]),
+            extension=row["extension"],
+            endpoints=[(k, a) for k, a in _decode(row["endpoints"])],
         )
 
     def flow(self, tenant_id: str, flow_id: UUID, version: int | None = None) -> FlowGraph | None:

@@ -84,8 +84,34 @@ def test_any_interleaving_gives_the_same_tables(
     catch_up(live, apps)
     other = DialplanReadModel(tmp_path / "other.sqlite")
     feed(other, apps, order)  # type: ignore[arg-type]
-    for table in ("hotlines", "tenant_ids", "flow_drafts", "flow_versions"):
+    for table in ("hotlines", "tenant_ids", "users", "flow_drafts", "flow_versions"):
         query = f"SELECT * FROM {table} ORDER BY 1, 2"
         assert [tuple(r) for r in live.connect().execute(query)] == [
             tuple(r) for r in other.connect().execute(query)
         ]
+
+
+def test_users_are_found_by_extension_or_endpoint_within_their_tenant(
+    apps: DomainApps, tmp_path: Path
+) -> None:
+    setup(apps)
+    an = apps.agents.create_user("acme", "An", "an", "agent", package=Package.CALL_CENTER)
+    apps.agents.set_extension("acme", an, "2001")
+    apps.agents.add_endpoint("acme", an, "sip_phone", "an-desk")
+    apps.agents.add_endpoint("acme", an, "webrtc", "")
+    other = apps.agents.create_user("bravo", "Bo", "bo", "agent", package=Package.CALL_CENTER)
+    apps.agents.set_extension("bravo", other, "2001")
+    model = DialplanReadModel(tmp_path / "d.sqlite")
+    catch_up(model, apps)
+    line = model.user("acme", extension="2001")
+    assert line is not None and line.user_id == an
+    assert line.endpoints == [("sip_phone", "an-desk"), ("webrtc", "")]
+    by_phone = model.user("acme", address="an-desk")
+    assert by_phone is not None and by_phone.user_id == an
+    assert model.user("bravo", address="an-desk") is None
+    bravo = model.user("bravo", extension="2001")
+    assert bravo is not None and bravo.user_id == other
+    apps.agents.remove_endpoint("acme", an, "sip_phone", "an-desk")
+    catch_up(model, apps)
+    assert model.user("acme", address="an-desk") is None
+    assert model.hotlines("acme") == ["+842873000111", "+842873000222"]
