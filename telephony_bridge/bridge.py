@@ -7,24 +7,30 @@ comes back as facts.
 - Commands arrive on core NATS in the queue group `telephony-bridge`, so several bridges
   share them. A command seen before (its `command_id`) is not carried out again. One the
   switch cannot carry out (the call is gone, a channel refused) becomes a
-  `TelephonyCommandFailed` fact with the switch's reason, and nothing else stops.
+  `TelephonyCommandFailed` fact with the reason, and nothing else stops.
 - Switch events become facts whose `fact_id` is the switch's event id, so an event
   reported twice (after a reconnect, by two bridges watching one switch) is one fact.
+  Facts a command causes before the switch reports anything (a transfer decided, a
+  supervisor barging in) take the command's id.
 - The bridge is also the dialplan: an inbound channel to a hotline is answered, reported
   as a call of the hotline's tenant, and sent where the tenant routed the hotline (a
-  queue, or an IVR flow the bridge walks with the caller: prompts, menus, digits).
+  queue, or an IVR flow walked with the caller: telephony_bridge.ivr). A channel from a
+  tenant's own phone (its `cloudcc_tenant` variable set by the user directory) dialling
+  an extension is an internal call; dialling anything else, an outbound call.
 
-What a call's legs are is kept in memory, keyed by channel: the bridge tags each channel
-it creates with its tenant, call and role, so after a restart `driver.channels()` gives
-it all back (`resync`).
+Legs the bridge creates are named by it before the switch is asked for them, so every
+event about them finds what the leg is for (`Leg`); they carry their tenant, call and role
+as channel variables too, so after a restart `driver.channels()` gives them back (`resync`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import random
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,10 +43,9 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from connectors import facts
-from domain.ivr import FlowGraph, NodeKind, next_node
 from domain.phones import InvalidPhoneNumber, normalize_phone_number
 from domain.tenants import HotlineTarget
-from projections.dialplan import DialplanReadModel
+from projections.dialplan import DialplanReadModel, HotlineRoute
 from telephony_bridge import commands
 from telephony_bridge.driver import (
     VAR_AGENT,
@@ -57,35 +62,56 @@ from telephony_bridge.driver import (
     ChannelResumed,
     ChannelUnmuted,
     Dial,
-    DigitsCollected,
     Driver,
+    EavesdropStarted,
     EndpointKind,
-    PlaybackFinished,
+    NoSuchChannel,
     RecordingStarted,
     RecordingStopped,
+    SupervisionMode,
     SwitchError,
 )
+from telephony_bridge.ivr import IvrWalker
 
 log = logging.getLogger(__name__)
 
 QUEUE_GROUP = "telephony-bridge"
 SUBJECT = f"{commands.PREFIX}.*.telephony.>"
 SEEN_COMMANDS = 10_000
-# How long the bridge waits for the switch to say a prompt or a digit collection is done
-# before it treats the IVR step as timed out (the switch's own timeout comes first).
-IVR_STEP_TIMEOUT = 120.0
+# Roles whose answer is the answer of someone the call is for (not the caller's own leg).
+ANSWER_FACT_ROLES = frozenset({"agent", "transfer", "consult", "callee", "customer_out"})
 
 
 @dataclass
 class Leg:
+    """What the bridge knows of one channel of a call."""
+
     tenant_id: str
     call_ref: str
-    role: str  # "customer" | "agent"
-    agent_id: str | None = None
+    # customer (inbound caller) | customer_out (the customer an outbound call dials) |
+    # agent (rung by routing) | origin (the agent placing a call) | callee (an agent an
+    # internal call rings) | transfer | consult | supervisor
+    role: str
+    user_id: str | None = None
     endpoint: str | None = None
     address: str = ""
+    number: str = ""  # the customer's number (shown on agents' phones)
     answered: bool = False
-    number: str = ""  # the customer's number, shown on the agents' phones
+    bridge_on_answer: str | None = None  # the channel to connect it with when it answers
+    then: Callable[[], Awaitable[None]] | None = None  # an origin leg: dial the other side
+    supervise: tuple[str, SupervisionMode] | None = None  # a supervisor leg: target, mode
+    campaign: commands.Originate | None = None  # a campaign's dial-out
+    route: HotlineRoute | None = None  # where a dial-out goes once the customer answers
+
+    def info(self, channel_id: str) -> facts.LegInfo:
+        party = {"supervisor": "supervisor"}.get(self.role, "agent" if self.user_id else "external")
+        return facts.LegInfo(
+            leg_id=channel_id,
+            party=party,  # type: ignore[arg-type]
+            user_id=UUID(self.user_id) if self.user_id else None,
+            endpoint=self.endpoint or "pstn",
+            address=self.address,
+        )
 
 
 class TelephonyBridge:
@@ -98,16 +124,16 @@ class TelephonyBridge:
         recordings_dir: Path,
         *,
         queue_group: str = QUEUE_GROUP,
-        prompt_text: Callable[[str], str] | None = None,
     ) -> None:
         self.nc, self.js, self.driver, self.dialplan = nc, js, driver, dialplan
         self.recordings_dir = recordings_dir
         self.queue_group = queue_group
         self.legs: dict[str, Leg] = {}
-        self.customer_legs: dict[tuple[str, str], str] = {}  # (tenant, call_ref) -> channel
         self.recording: dict[tuple[str, str], str] = {}  # (tenant, call_ref) -> path
+        # (tenant, call_ref) -> (the transferring agent's leg, the consult leg)
+        self.consulting: dict[tuple[str, str], tuple[str, str]] = {}
+        self.ivr = IvrWalker(driver, self._publish, self._route_customer_waiting)
         self._seen: OrderedDict[str, None] = OrderedDict()
-        self._waiters: dict[tuple[str, type[Any]], asyncio.Future[AnySwitchEvent]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sub: Any = None
         self.errors = 0
@@ -130,29 +156,38 @@ class TelephonyBridge:
     async def resync(self) -> None:
         """Learn the live channels the bridge tagged (after a restart or a reconnect)."""
         for channel in await self.driver.channels():
-            v = channel.variables
-            if VAR_TENANT in v and VAR_CALL_REF in v:
-                leg = Leg(
-                    v[VAR_TENANT],
-                    v[VAR_CALL_REF],
-                    v.get(VAR_ROLE, "customer"),
-                    v.get(VAR_AGENT),
-                    answered=channel.answered,
-                    number=channel.caller_number,
-                )
-                self._remember(channel.channel_id, leg)
+            if channel.channel_id not in self.legs:
+                leg = self._leg_from_variables(channel.variables, channel.caller_number)
+                if leg is not None:
+                    leg.answered = channel.answered
+                    self.legs[channel.channel_id] = leg
 
-    def _remember(self, channel_id: str, leg: Leg) -> None:
-        self.legs[channel_id] = leg
-        if leg.role == "customer":
-            self.customer_legs[(leg.tenant_id, leg.call_ref)] = channel_id
+    def _leg_from_variables(self, v: dict[str, str], number: str) -> Leg | None:
+        if VAR_TENANT not in v or VAR_CALL_REF not in v:
+            return None
+        return Leg(
+            v[VAR_TENANT],
+            v[VAR_CALL_REF],
+            v.get(VAR_ROLE, "customer"),
+            v.get(VAR_AGENT),
+            endpoint=v.get("cloudcc_endpoint"),
+            address=v.get("cloudcc_address", ""),
+            number=number,
+        )
 
-    def _forget(self, channel_id: str) -> Leg | None:
-        leg = self.legs.pop(channel_id, None)
-        if leg is not None and leg.role == "customer":
-            self.customer_legs.pop((leg.tenant_id, leg.call_ref), None)
-            self.recording.pop((leg.tenant_id, leg.call_ref), None)
-        return leg
+    def _variables(self, channel_leg: Leg) -> dict[str, str]:
+        variables = {
+            VAR_TENANT: channel_leg.tenant_id,
+            VAR_CALL_REF: channel_leg.call_ref,
+            VAR_ROLE: channel_leg.role,
+        }
+        if channel_leg.user_id:
+            variables[VAR_AGENT] = channel_leg.user_id
+        if channel_leg.endpoint:
+            variables["cloudcc_endpoint"] = channel_leg.endpoint
+        if channel_leg.address:
+            variables["cloudcc_address"] = channel_leg.address
+        return variables
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -162,6 +197,18 @@ class TelephonyBridge:
     async def _publish(self, fact: facts.Fact) -> None:
         await facts.publish_fact(self.js, fact)
 
+    def customer_leg(self, tenant: str, ref: str) -> str | None:
+        for channel, leg in self.legs.items():
+            if (leg.tenant_id, leg.call_ref) == (tenant, ref) and leg.role in (
+                "customer",
+                "customer_out",
+            ):
+                return channel
+        return None
+
+    def _call_legs(self, tenant: str, ref: str) -> list[str]:
+        return [c for c, leg in self.legs.items() if (leg.tenant_id, leg.call_ref) == (tenant, ref)]
+
     # ------------------------------------------------------------------ switch events
     async def _on_event(self, event: AnySwitchEvent) -> None:
         try:
@@ -169,9 +216,7 @@ class TelephonyBridge:
         except Exception:  # noqa: BLE001 - one bad event must not stop the bridge
             self.errors += 1
             log.exception("bridge: event %s of %s failed", type(event).__name__, event.channel_id)
-        waiter = self._waiters.pop((event.channel_id, type(event)), None)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(event)
+        self.ivr.notify(event)
 
     async def _handle_event(self, event: AnySwitchEvent) -> None:
         if isinstance(event, ChannelCreated):
@@ -179,102 +224,121 @@ class TelephonyBridge:
             return
         leg = self.legs.get(event.channel_id)
         if leg is None:
-            return  # not a channel of a call the bridge knows (a supervisor's, a stranger's)
-        tenant, ref, fid, at = leg.tenant_id, leg.call_ref, event.event_id, event.at
+            return  # a channel of no call the bridge knows
+        tenant, ref, fid, at, channel = (
+            leg.tenant_id,
+            leg.call_ref,
+            event.event_id,
+            event.at,
+            event.channel_id,
+        )
+        common: dict[str, Any] = {"fact_id": fid, "tenant_id": tenant, "at": at, "call_ref": ref}
         if isinstance(event, ChannelAnswered):
-            leg.answered = True
-            if leg.role == "agent":
-                customer = self.customer_legs.get((tenant, ref))
-                if customer is None:
-                    await self.driver.hangup(event.channel_id, "ORIGINATOR_CANCEL")
-                    return
-                await self.driver.bridge(customer, event.channel_id)
-                await self._publish(
-                    facts.CallAnswered(
-                        fact_id=fid, tenant_id=tenant, at=at, call_ref=ref, leg_id=event.channel_id
-                    )
-                )
+            await self._on_answered(event, leg, common)
         elif isinstance(event, ChannelHungUp):
-            self._forget(event.channel_id)
-            await self._publish(
-                facts.CallHungUp(
-                    fact_id=fid,
-                    tenant_id=tenant,
-                    at=at,
-                    call_ref=ref,
-                    leg_id=event.channel_id,
-                    cause=event.cause or "NORMAL_CLEARING",
-                )
-            )
-        elif isinstance(event, ChannelHeld) and leg.role == "customer":
-            await self._publish(facts.CallHeld(fact_id=fid, tenant_id=tenant, at=at, call_ref=ref))
-        elif isinstance(event, ChannelResumed) and leg.role == "customer":
-            await self._publish(
-                facts.CallResumed(fact_id=fid, tenant_id=tenant, at=at, call_ref=ref)
-            )
+            del self.legs[channel]
+            if leg.role in ("customer", "customer_out"):
+                self.recording.pop((tenant, ref), None)
+            cause = event.cause or "NORMAL_CLEARING"
+            await self._publish(facts.CallHungUp(**common, leg_id=channel, cause=cause))
+            if leg.campaign is not None and not leg.answered:
+                await self._campaign_outcome(leg.campaign, fid, at, reached=False, reason=cause)
+        elif isinstance(event, ChannelHeld) and leg.role in ("customer", "customer_out"):
+            await self._publish(facts.CallHeld(**common))
+        elif isinstance(event, ChannelResumed) and leg.role in ("customer", "customer_out"):
+            await self._publish(facts.CallResumed(**common))
         elif isinstance(event, ChannelMuted):
-            await self._publish(
-                facts.CallMuted(
-                    fact_id=fid, tenant_id=tenant, at=at, call_ref=ref, leg_id=event.channel_id
-                )
-            )
+            await self._publish(facts.CallMuted(**common, leg_id=channel))
         elif isinstance(event, ChannelUnmuted):
-            await self._publish(
-                facts.CallUnmuted(
-                    fact_id=fid, tenant_id=tenant, at=at, call_ref=ref, leg_id=event.channel_id
-                )
-            )
+            await self._publish(facts.CallUnmuted(**common, leg_id=channel))
         elif isinstance(event, RecordingStarted):
-            await self._publish(
-                facts.CallRecordingStarted(
-                    fact_id=fid, tenant_id=tenant, at=at, call_ref=ref, recording_id=event.path
-                )
-            )
+            await self._publish(facts.CallRecordingStarted(**common, recording_id=event.path))
         elif isinstance(event, RecordingStopped):
             await self._publish(
                 facts.CallRecordingStopped(
-                    fact_id=fid,
-                    tenant_id=tenant,
-                    at=at,
-                    call_ref=ref,
+                    **common,
                     recording_id=event.path,
                     uri=event.path,
                     duration_seconds=event.seconds,
                     size_bytes=event.size,
                 )
             )
+        elif isinstance(event, EavesdropStarted) and leg.role == "supervisor":
+            await self._publish(
+                facts.CallSupervised(
+                    **common,
+                    supervisor_leg=leg.info(channel),
+                    mode=event.mode.value,
+                )
+            )
+
+    async def _on_answered(self, event: ChannelAnswered, leg: Leg, common: dict[str, Any]) -> None:
+        channel = event.channel_id
+        leg.answered = True
+        if leg.bridge_on_answer is not None:
+            if leg.bridge_on_answer not in self.legs:
+                # The other side left while this one rang: nobody to talk to.
+                await self.driver.hangup(channel, "ORIGINATOR_CANCEL")
+                return
+            await self.driver.bridge(leg.bridge_on_answer, channel)
+        if leg.role in ANSWER_FACT_ROLES:
+            await self._publish(facts.CallAnswered(**common, leg_id=channel))
+        if leg.supervise is not None:
+            target, mode = leg.supervise
+            await self.driver.eavesdrop(channel, target, mode)
+        if leg.then is not None:
+            then, leg.then = leg.then, None
+            await then()
+        if leg.campaign is not None:
+            await self._campaign_outcome(leg.campaign, event.event_id, event.at, reached=True)
+            if leg.route is not None:
+                await self._route_customer(leg.route, leg.call_ref, channel, event.event_id)
 
     async def _on_created(self, event: ChannelCreated) -> None:
-        v = event.variables
-        if VAR_TENANT in v and VAR_CALL_REF in v:
-            # A leg the bridge created (an agent's): it rings.
-            leg = Leg(
-                v[VAR_TENANT],
-                v[VAR_CALL_REF],
-                v.get(VAR_ROLE, "agent"),
-                v.get(VAR_AGENT),
-                endpoint=v.get("cloudcc_endpoint"),
-                address=v.get("cloudcc_address", ""),
-            )
-            self._remember(event.channel_id, leg)
-            if leg.role == "agent" and leg.agent_id and leg.endpoint:
-                await self._publish(
-                    facts.CallAgentRinging(
-                        fact_id=event.event_id,
-                        tenant_id=leg.tenant_id,
-                        at=event.at,
-                        call_ref=leg.call_ref,
-                        leg_id=event.channel_id,
-                        agent_id=UUID(leg.agent_id),
-                        agent_endpoint=leg.endpoint,
-                        address=leg.address,
-                    )
-                )
-            return
-        if event.direction != "inbound":
-            return
-        await self._inbound(event)
+        leg = self.legs.get(event.channel_id)
+        if leg is None:
+            leg = self._leg_from_variables(event.variables, event.caller_number)
+            if leg is not None:
+                self.legs[event.channel_id] = leg
+        if leg is not None:
+            await self._announce(event, leg)
+        elif event.direction == "inbound" and VAR_TENANT in event.variables:
+            await self._from_a_phone(event)
+        elif event.direction == "inbound":
+            await self._inbound(event)
 
+    async def _announce(self, event: ChannelCreated, leg: Leg) -> None:
+        """The fact a new leg the bridge asked for calls for, by what it is for."""
+        common: dict[str, Any] = {
+            "fact_id": event.event_id,
+            "tenant_id": leg.tenant_id,
+            "at": event.at,
+            "call_ref": leg.call_ref,
+        }
+        if leg.role in ("agent", "callee") and leg.user_id and leg.endpoint:
+            await self._publish(
+                facts.CallAgentRinging(
+                    **common,
+                    leg_id=event.channel_id,
+                    agent_id=UUID(leg.user_id),
+                    agent_endpoint=leg.endpoint,
+                    address=leg.address,
+                )
+            )
+        elif leg.campaign is not None:
+            hotline = leg.route.number if leg.route else (leg.campaign.hotline or "")
+            await self._publish(
+                facts.CallStarted(
+                    **common,
+                    direction="outbound",
+                    hotline=hotline,
+                    caller_number=hotline or "campaign",
+                    callee_number=leg.number,
+                    caller_leg_id=event.channel_id,
+                )
+            )
+
+    # ------------------------------------------------------------------ dialplan
     async def _inbound(self, event: ChannelCreated) -> None:
         dialled = event.variables.get(VAR_HOTLINE) or event.destination_number
         hotline = _e164(dialled) or dialled
@@ -287,7 +351,7 @@ class TelephonyBridge:
         # In E.164 like every number the domain keeps, so that the same customer is found
         # whichever way the network presented their number (0901..., +84901..., 84901...).
         caller = _e164(event.caller_number) or event.caller_number or "anonymous"
-        self._remember(ref, Leg(tenant, ref, "customer", number=caller))
+        self.legs[ref] = Leg(tenant, ref, "customer", number=caller)
         await self._publish(
             facts.CallStarted(
                 fact_id=event.event_id,
@@ -301,20 +365,28 @@ class TelephonyBridge:
             )
         )
         await self.driver.answer(event.channel_id)
-        if route.kind is HotlineTarget.QUEUE and route.target_id is not None:
-            await self._queue(tenant, ref, route.target_id, f"{event.event_id}:queued")
-        elif route.kind is HotlineTarget.IVR and route.target_id is not None:
-            flow = self.dialplan.flow(tenant, route.target_id)
-            if flow is None:
-                log.warning("bridge: hotline %s's flow is not published; call ended", hotline)
-                await self.driver.hangup(event.channel_id, "NO_ROUTE_DESTINATION")
-                return
-            self._spawn(self._walk(tenant, ref, event.channel_id, flow, event.event_id))
-        else:
-            log.warning("bridge: hotline %s of %s is not routed; call ended", hotline, tenant)
-            await self.driver.hangup(event.channel_id, "NO_ROUTE_DESTINATION")
+        await self._route_customer(route, ref, event.channel_id, event.event_id)
 
-    async def _queue(self, tenant: str, ref: str, queue_id: UUID, fact_id: str) -> None:
+    async def _route_customer(
+        self, route: HotlineRoute, ref: str, channel: str, origin: str
+    ) -> None:
+        """Send a customer's call where the hotline leads: a queue, or an IVR flow."""
+        tenant = route.tenant_id
+        if route.kind is HotlineTarget.QUEUE and route.target_id is not None:
+            await self._route_customer_waiting(tenant, ref, route.target_id, f"{origin}:queued")
+            return
+        flow = None
+        if route.kind is HotlineTarget.IVR and route.target_id is not None:
+            flow = self.dialplan.flow(tenant, route.target_id)
+        if flow is None:
+            log.warning("bridge: hotline %s of %s leads nowhere; call ended", route.number, tenant)
+            await self.driver.hangup(channel, "NO_ROUTE_DESTINATION")
+            return
+        self._spawn(self.ivr.walk(tenant, ref, channel, flow, origin, lambda: channel in self.legs))
+
+    async def _route_customer_waiting(
+        self, tenant: str, ref: str, queue_id: UUID, fact_id: str
+    ) -> None:
         await self._publish(
             facts.CallQueued(
                 fact_id=fact_id,
@@ -325,80 +397,106 @@ class TelephonyBridge:
             )
         )
 
-    # ------------------------------------------------------------------ IVR
-    async def _walk(
-        self, tenant: str, ref: str, channel: str, flow: FlowGraph, origin: str
-    ) -> None:
-        """Walk the caller through the flow: each node reached is a CallIvrStep fact."""
-        node_id: str | None = flow.entry
-        digits: str | None = None
-        attempt, step = 1, 0
-        try:
-            while node_id is not None and channel in self.legs:
-                node = flow.node(node_id)
-                step += 1
-                await self._publish(
-                    facts.CallIvrStep(
-                        fact_id=f"{origin}:ivr:{step}",
-                        tenant_id=tenant,
-                        at=datetime.now(UTC),
-                        call_ref=ref,
-                        flow_id=flow.flow_id,
-                        flow_version=flow.version,
-                        node_id=node.node_id,
-                        digits=digits,
-                    )
+    async def _from_a_phone(self, event: ChannelCreated) -> None:
+        """A tenant's user dialled from their phone: an extension (internal, AX8 and CC1),
+        or an outside number (outbound, AX2) from one of the tenant's hotlines."""
+        tenant, channel = event.variables[VAR_TENANT], event.channel_id
+        caller = self.dialplan.user(tenant, address=event.caller_number)
+        if caller is None:
+            log.warning("bridge: %s is no phone of a user of %s", event.caller_number, tenant)
+            await self.driver.hangup(channel, "CALL_REJECTED")
+            return
+        kind, address = next(
+            ((k, a) for k, a in caller.endpoints if a == event.caller_number),
+            caller.endpoints[0],
+        )
+        origin = Leg(tenant, channel, "origin", str(caller.user_id), kind, address, answered=True)
+        self.legs[channel] = origin
+        await self.driver.answer(channel)
+        common: dict[str, Any] = {
+            "fact_id": event.event_id,
+            "tenant_id": tenant,
+            "at": event.at,
+            "call_ref": channel,
+        }
+        callee = self.dialplan.user(tenant, extension=event.destination_number)
+        if callee is not None and callee.endpoints:
+            await self._publish(
+                facts.CallStarted(
+                    **common,
+                    direction="internal",
+                    caller_number=caller.extension or address or "internal",
+                    callee_number=event.destination_number,
+                    caller_leg_id=channel,
+                    agent_id=caller.user_id,
+                    agent_endpoint=kind,
                 )
-                prompt = node.audio or node.prompt or ""
-                if node.kind is NodeKind.QUEUE and node.queue_id is not None:
-                    await self._queue(tenant, ref, node.queue_id, f"{origin}:ivr:{step}:queued")
-                    return
-                if node.kind.leaves_flow:
-                    # Voicemail, an agent directly, or a hang-up node: the message is played
-                    # and the call ends (voicemail and direct agents are not walked yet).
-                    if prompt:
-                        await self._play(channel, prompt)
-                    await self.driver.hangup(channel, "NORMAL_CLEARING")
-                    return
-                if node.kind is NodeKind.PLAYBACK:
-                    await self._play(channel, prompt)
-                    digits, node_id, attempt = None, node.next, 1
-                    continue
-                collected = await self._collect(
-                    channel,
-                    prompt,
-                    node.min_digits if node.kind is NodeKind.COLLECT else 1,
-                    node.max_digits if node.kind is NodeKind.COLLECT else 1,
-                    float(node.timeout_seconds),
-                )
-                following = next_node(flow, node.node_id, collected or None, attempt)
-                attempt = attempt + 1 if following == node.node_id else 1
-                digits, node_id = collected or None, following
-            if node_id is None and channel in self.legs:
-                await self.driver.hangup(channel, "NORMAL_CLEARING")
-        except SwitchError as error:
-            log.info("bridge: IVR of %s ended: %s", ref, error)
+            )
+            ckind, caddress = callee.endpoints[0]
+            leg = Leg(tenant, channel, "callee", str(callee.user_id), ckind, caddress)
+            await self._dial(leg, channel, caller.extension or address)
+            return
+        number = _e164(event.destination_number)
+        hotlines = self.dialplan.hotlines(tenant)
+        if number is None or not hotlines:
+            await self.driver.hangup(channel, "UNALLOCATED_NUMBER")
+            return
+        customer_id = str(uuid4())
+        await self._publish(
+            facts.CallStarted(
+                **common,
+                direction="outbound",
+                hotline=hotlines[0],
+                caller_number=address or caller.extension or "agent",
+                callee_number=number,
+                caller_leg_id=channel,
+                callee_leg_id=customer_id,
+                agent_id=caller.user_id,
+                agent_endpoint=kind,
+            )
+        )
+        customer = Leg(tenant, channel, "customer_out", number=number, address=number)
+        await self._dial(customer, channel, hotlines[0], new_id=customer_id)
 
-    async def _wait(self, channel: str, kind: type[Any]) -> AnySwitchEvent:
-        future: asyncio.Future[AnySwitchEvent] = asyncio.get_running_loop().create_future()
-        self._waiters[(channel, kind)] = future
-        return await asyncio.wait_for(future, IVR_STEP_TIMEOUT)
-
-    async def _play(self, channel: str, prompt: str) -> None:
-        waiting = asyncio.ensure_future(self._wait(channel, PlaybackFinished))
-        await asyncio.sleep(0)
-        await self.driver.play(channel, prompt)
-        await waiting
-
-    async def _collect(
-        self, channel: str, prompt: str, min_digits: int, max_digits: int, timeout: float
+    async def _dial(
+        self, leg: Leg, bridge_to: str | None, caller_id: str, *, new_id: str | None = None
     ) -> str:
-        waiting = asyncio.ensure_future(self._wait(channel, DigitsCollected))
-        await asyncio.sleep(0)
-        await self.driver.collect_digits(channel, prompt, min_digits, max_digits, timeout)
-        done = await waiting
-        assert isinstance(done, DigitsCollected)
-        return done.digits
+        """Originate a leg the bridge names (and so recognises in every event)."""
+        channel = new_id or str(uuid4())
+        leg.bridge_on_answer = bridge_to
+        self.legs[channel] = leg
+        kind = leg.endpoint if leg.user_id else EndpointKind.EXTERNAL
+        dial = _dial(kind or EndpointKind.EXTERNAL, leg.address)
+        try:
+            await self.driver.originate(channel, dial, caller_id, self._variables(leg))
+        except BaseException:
+            self.legs.pop(channel, None)
+            raise
+        return channel
+
+    async def _campaign_outcome(
+        self,
+        command: commands.Originate,
+        fact_id: str,
+        at: datetime,
+        *,
+        reached: bool,
+        reason: str = "",
+    ) -> None:
+        if command.campaign_id is None or command.customer_id is None:
+            return
+        await self._publish(
+            facts.CallCampaignOutcome(
+                fact_id=f"{fact_id}:outcome",
+                tenant_id=command.tenant_id,
+                at=at,
+                campaign_id=command.campaign_id,
+                customer_id=command.customer_id,
+                attempt=command.attempt or 1,
+                reached=reached,
+                reason=reason,
+            )
+        )
 
     # ------------------------------------------------------------------ commands
     async def _on_command(self, msg: Msg) -> None:
@@ -420,7 +518,7 @@ class TelephonyBridge:
         try:
             await self._carry_out(command)
             self.commands_done += 1
-        except (SwitchError, LookupError) as error:
+        except (SwitchError, LookupError, ValueError) as error:
             await self._failed(command, str(error) or type(error).__name__)
 
     async def _failed(self, command: commands.AnyCommand, reason: str) -> None:
@@ -438,55 +536,60 @@ class TelephonyBridge:
         )
 
     def _customer(self, tenant: str, ref: str) -> str:
-        channel = self.customer_legs.get((tenant, ref))
+        channel = self.customer_leg(tenant, ref)
         if channel is None:
             raise LookupError(f"call {ref} is not live on this switch")
         return channel
 
-    def _agent_leg(self, tenant: str, ref: str, agent_id: str) -> str | None:
-        for channel, leg in self.legs.items():
-            if (leg.tenant_id, leg.call_ref, leg.agent_id) == (tenant, ref, agent_id):
-                return channel
-        return None
+    def _own_leg(self, tenant: str, ref: str, channel: str) -> Leg:
+        leg = self.legs.get(channel)
+        if leg is None or (leg.tenant_id, leg.call_ref) != (tenant, ref):
+            raise LookupError(f"leg {channel} is not live in call {ref}")
+        return leg
 
     async def _carry_out(self, command: commands.AnyCommand) -> None:
         tenant = command.tenant_id
+        common: dict[str, Any] = {
+            "fact_id": f"cmd:{command.command_id}",
+            "tenant_id": tenant,
+            "at": datetime.now(UTC),
+        }
         if isinstance(command, commands.RingAgent):
             customer = self._customer(tenant, command.call_ref)
-            caller = self.legs[customer].number
-            await self.driver.originate(
-                str(uuid4()),
-                _dial(command.endpoint_kind, command.endpoint_address),
-                caller,
-                {
-                    VAR_TENANT: tenant,
-                    VAR_CALL_REF: command.call_ref,
-                    VAR_ROLE: "agent",
-                    VAR_AGENT: str(command.agent_id),
-                    "cloudcc_endpoint": command.endpoint_kind,
-                    "cloudcc_address": command.endpoint_address,
-                },
+            leg = Leg(
+                tenant,
+                command.call_ref,
+                "agent",
+                str(command.agent_id),
+                command.endpoint_kind,
+                command.endpoint_address,
             )
+            await self._dial(leg, customer, self.legs[customer].number)
         elif isinstance(command, commands.StopRinging):
-            leg = self._agent_leg(tenant, command.call_ref, str(command.agent_id))
-            if leg is not None and not self.legs[leg].answered:
-                await self.driver.hangup(leg, "ORIGINATOR_CANCEL")
+            for channel, leg in list(self.legs.items()):
+                if (leg.tenant_id, leg.call_ref, leg.user_id, leg.role) == (
+                    tenant,
+                    command.call_ref,
+                    str(command.agent_id),
+                    "agent",
+                ) and not leg.answered:
+                    await self.driver.hangup(channel, "ORIGINATOR_CANCEL")
         elif isinstance(command, commands.SendToFallback):
             customer = self._customer(tenant, command.call_ref)
             # A prompt takes seconds: played aside, so that other commands do not wait.
             self._spawn(self._fallback(command, customer))
+        elif isinstance(command, commands.Originate):
+            await self._originate(command)
         elif isinstance(command, commands.HoldCall):
             await self.driver.hold(self._customer(tenant, command.call_ref))
         elif isinstance(command, commands.ResumeCall):
             await self.driver.unhold(self._customer(tenant, command.call_ref))
-        elif isinstance(command, commands.MuteLeg | commands.UnmuteLeg):
-            known = self.legs.get(command.leg_id)
-            if known is None or (known.tenant_id, known.call_ref) != (tenant, command.call_ref):
-                raise LookupError(f"leg {command.leg_id} is not live in call {command.call_ref}")
-            if isinstance(command, commands.MuteLeg):
-                await self.driver.mute(command.leg_id)
-            else:
-                await self.driver.unmute(command.leg_id)
+        elif isinstance(command, commands.MuteLeg):
+            self._own_leg(tenant, command.call_ref, command.leg_id)
+            await self.driver.mute(command.leg_id)
+        elif isinstance(command, commands.UnmuteLeg):
+            self._own_leg(tenant, command.call_ref, command.leg_id)
+            await self.driver.unmute(command.leg_id)
         elif isinstance(command, commands.StartRecording):
             customer = self._customer(tenant, command.call_ref)
             await self._start_recording(tenant, command.call_ref, customer)
@@ -497,17 +600,208 @@ class TelephonyBridge:
                 raise LookupError(f"call {command.call_ref} is not being recorded")
             await self.driver.record_stop(customer, path)
         elif isinstance(command, commands.HangUpCall):
-            await self.driver.hangup(self._customer(tenant, command.call_ref), command.cause)
-        else:
-            raise LookupError(f"{type(command).__name__} is not carried out by this bridge yet")
+            customer = self._customer(tenant, command.call_ref)
+            if command.supervisor_id is not None:
+                await self._publish(
+                    facts.CallForceEnded(
+                        **common, call_ref=command.call_ref, supervisor_id=command.supervisor_id
+                    )
+                )
+            await self.driver.hangup(customer, command.cause)
+            for channel in self._call_legs(tenant, command.call_ref):
+                # The switch may take the others down with the customer: gone is fine.
+                with contextlib.suppress(NoSuchChannel):
+                    await self.driver.hangup(channel, command.cause)
+        elif isinstance(command, commands.TransferCall):
+            await self._transfer(command, common)
+        elif isinstance(command, commands.ConsultTransfer):
+            await self._consult(command, common)
+        elif isinstance(command, commands.CompleteTransfer | commands.CancelTransfer):
+            await self._end_consult(command, common)
+        elif isinstance(command, commands.Supervise):
+            await self._supervise(command)
+
+    async def _transfer(self, command: commands.TransferCall, common: dict[str, Any]) -> None:
+        tenant, ref = command.tenant_id, command.call_ref
+        customer = self._customer(tenant, ref)
+        self._own_leg(tenant, ref, command.from_leg_id)
+        target = _target_leg(tenant, ref, "transfer", command.to)
+        new_id = str(uuid4())
+        # Recorded before the switch moves anyone, so that the agent's leg ending next is
+        # read as the transfer it is, not as the call's end.
+        await self._publish(
+            facts.CallTransferred(
+                **common, call_ref=ref, from_leg_id=command.from_leg_id, to_leg=target.info(new_id)
+            )
+        )
+        self.legs[new_id] = target
+        kind = target.endpoint if target.user_id else EndpointKind.EXTERNAL
+        await self.driver.transfer(
+            customer,
+            _dial(kind or EndpointKind.EXTERNAL, target.address),
+            new_channel_id=new_id,
+            variables=self._variables(target),
+        )
+
+    async def _consult(self, command: commands.ConsultTransfer, common: dict[str, Any]) -> None:
+        tenant, ref = command.tenant_id, command.call_ref
+        customer = self._customer(tenant, ref)
+        self._own_leg(tenant, ref, command.from_leg_id)
+        if (tenant, ref) in self.consulting:
+            raise LookupError(f"call {ref} is consulting already")
+        target = _target_leg(tenant, ref, "consult", command.to)
+        new_id = str(uuid4())
+        await self._publish(
+            facts.CallTransferRequested(
+                **common,
+                call_ref=ref,
+                from_leg_id=command.from_leg_id,
+                consult_leg=target.info(new_id),
+            )
+        )
+        await self.driver.hold(customer)
+        self.consulting[(tenant, ref)] = (command.from_leg_id, new_id)
+        # On answer the agent moves from the held customer to the consult leg; the held
+        # customer stays parked (the switch's rule for a held channel whose peer moves).
+        await self._dial(target, command.from_leg_id, self.legs[customer].number, new_id=new_id)
+
+    async def _end_consult(
+        self,
+        command: commands.CompleteTransfer | commands.CancelTransfer,
+        common: dict[str, Any],
+    ) -> None:
+        tenant, ref = command.tenant_id, command.call_ref
+        customer = self._customer(tenant, ref)
+        agent, consult = self.consulting.pop((tenant, ref), (None, None))
+        if agent is None or consult is None:
+            raise LookupError(f"call {ref} has no transfer being consulted")
+        completing = isinstance(command, commands.CompleteTransfer)
+        fact = facts.CallTransferCompleted if completing else facts.CallTransferCancelled
+        await self._publish(fact(**common, call_ref=ref))
+        await self.driver.unhold(customer)
+        stays = consult if completing else agent
+        leaves = agent if completing else consult
+        if stays in self.legs and self.legs[stays].answered:
+            # Moving `stays` onto the customer ends the bridge `leaves` was in: the switch
+            # hangs `leaves` up.
+            await self.driver.bridge(customer, stays)
+        elif leaves in self.legs:
+            await self.driver.hangup(leaves, "NORMAL_CLEARING")
+
+    async def _supervise(self, command: commands.Supervise) -> None:
+        tenant, ref = command.tenant_id, command.call_ref
+        self._customer(tenant, ref)
+        mode = SupervisionMode(command.mode)
+        talking = [
+            c
+            for c, leg in self.legs.items()
+            if (leg.tenant_id, leg.call_ref) == (tenant, ref)
+            and leg.role in ("agent", "transfer", "consult", "callee", "origin")
+            and leg.answered
+        ]
+        if not talking:
+            raise LookupError(f"call {ref} has no agent on it to supervise")
+        mine = [
+            c
+            for c, leg in self.legs.items()
+            if (leg.tenant_id, leg.call_ref, leg.role, leg.user_id)
+            == (tenant, ref, "supervisor", str(command.supervisor_id))
+        ]
+        if mine:
+            leg = self.legs[mine[0]]
+            leg.supervise = (talking[-1], mode)
+            if leg.answered:
+                await self.driver.eavesdrop(mine[0], talking[-1], mode)
+            return
+        sup = Leg(
+            tenant,
+            ref,
+            "supervisor",
+            str(command.supervisor_id),
+            command.endpoint_kind,
+            command.address,
+            supervise=(talking[-1], mode),
+        )
+        await self._dial(sup, None, self.legs[self._customer(tenant, ref)].number)
+
+    async def _originate(self, command: commands.Originate) -> None:
+        """An outbound call (AX2, B2): from the hotline asked for, else a random one of the
+        tenant's. With an agent, their endpoint rings first and the customer is dialled
+        once they answer; without one (a campaign), the customer is dialled and, once they
+        answer, goes where the hotline's inbound calls go."""
+        tenant = command.tenant_id
+        hotlines = self.dialplan.hotlines(tenant)
+        hotline = _e164(command.hotline) if command.hotline else None
+        if hotline is None:
+            if not hotlines:
+                raise LookupError(f"tenant {tenant} has no hotline to call from")
+            hotline = random.choice(hotlines)
+        elif hotline not in hotlines:
+            raise LookupError(f"{command.hotline} is not a hotline of {tenant}")
+        number = _e164(command.to_number)
+        if number is None:
+            raise ValueError(f"{command.to_number!r} is not a phone number")
+        ref = str(uuid4())
+        if command.agent_id is None:
+            # The answered customer goes where the hotline's own callers go; from a hotline
+            # not routed anywhere, where the tenant's first routed one goes.
+            routes = [self.dialplan.route(h) for h in [hotline, *hotlines]]
+            route = next((r for r in routes if r is not None and r.kind is not None), None)
+            customer = Leg(
+                tenant,
+                ref,
+                "customer_out",
+                number=number,
+                address=number,
+                campaign=command,
+                route=route,
+            )
+            await self._dial(customer, None, hotline)
+            return
+        if not command.agent_endpoint_kind:
+            raise LookupError("an agent's call needs the agent's endpoint")
+        agent = Leg(
+            tenant,
+            ref,
+            "origin",
+            str(command.agent_id),
+            command.agent_endpoint_kind,
+            command.agent_address or "",
+        )
+        customer_id = str(uuid4())
+        agent_channel = str(uuid4())
+
+        async def dial_customer() -> None:
+            customer = Leg(tenant, ref, "customer_out", number=number, address=number)
+            await self._dial(customer, agent_channel, hotline, new_id=customer_id)
+
+        agent.then = dial_customer
+        await self._dial(agent, None, hotline, new_id=agent_channel)
+        await self._publish(
+            facts.CallStarted(
+                fact_id=f"cmd:{command.command_id}",
+                tenant_id=tenant,
+                at=datetime.now(UTC),
+                call_ref=ref,
+                direction="outbound",
+                hotline=hotline,
+                caller_number=command.agent_address or hotline,
+                callee_number=number,
+                caller_leg_id=agent_channel,
+                callee_leg_id=customer_id,
+                agent_id=command.agent_id,
+                agent_endpoint=command.agent_endpoint_kind,
+            )
+        )
 
     async def _fallback(self, command: commands.SendToFallback, customer: str) -> None:
         try:
             if command.kind == "voicemail":
-                await self._play(customer, command.message or "Please leave a message.")
+                await self.ivr.play(customer, command.message or "Please leave a message.")
                 await self._start_recording(command.tenant_id, command.call_ref, customer)
             else:
-                await self._play(customer, command.message or "Sorry, nobody can take your call.")
+                message = command.message or "Sorry, nobody can take your call."
+                await self.ivr.play(customer, message)
                 await self.driver.hangup(customer, "NORMAL_CLEARING")
         except (SwitchError, TimeoutError) as error:
             await self._failed(command, str(error) or type(error).__name__)
@@ -520,6 +814,15 @@ class TelephonyBridge:
         path = str(folder / f"{ref}-{uuid4().hex[:8]}.wav")
         self.recording[(tenant, ref)] = path
         await self.driver.record_start(channel, path)
+
+
+def _target_leg(tenant: str, ref: str, role: str, to: commands.Target) -> Leg:
+    if to.agent_id is None:
+        number = _e164(to.address)
+        if number is None:
+            raise ValueError(f"{to.address!r} is not a phone number")
+        return Leg(tenant, ref, role, None, None, number)
+    return Leg(tenant, ref, role, str(to.agent_id), to.endpoint_kind, to.address)
 
 
 def _dial(endpoint_kind: str, address: str) -> Dial:

@@ -64,6 +64,9 @@ class Originate(Command, frozen=True, kw_only=True, tag=True):
     hotline: str | None
     to_number: str
     agent_id: UUID | None = None
+    # With an agent (click-to-call, AX2): their endpoint rings first, then the customer.
+    agent_endpoint_kind: str | None = None
+    agent_address: str | None = None
     campaign_id: UUID | None = None
     customer_id: UUID | None = None
     attempt: int | None = None
@@ -102,9 +105,53 @@ class StopRecording(CallCommand, frozen=True, kw_only=True, tag=True):
 
 
 class HangUpCall(CallCommand, frozen=True, kw_only=True, tag=True):
-    """End the call for everyone on it (a supervisor's force hang-up, CC19)."""
+    """End the call for everyone on it; with `supervisor_id`, a supervisor's force
+    hang-up (CC19), which the call's history keeps."""
 
     cause: str = "NORMAL_CLEARING"
+    supervisor_id: UUID | None = None
+
+
+class Target(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a transfer goes: an agent's endpoint, or an outside number (`external`)."""
+
+    agent_id: UUID | None = None
+    endpoint_kind: str = "external"
+    address: NonEmpty
+
+
+class TransferCall(CallCommand, frozen=True, kw_only=True, tag=True):
+    """Blind transfer (CC14, AX14): the agent on `from_leg_id` leaves at once and the
+    customer is connected to the target when it answers."""
+
+    from_leg_id: NonEmpty
+    to: Target
+
+
+class ConsultTransfer(CallCommand, frozen=True, kw_only=True, tag=True):
+    """Attended transfer, first half: the customer is held while the agent talks to the
+    target on a consult leg."""
+
+    from_leg_id: NonEmpty
+    to: Target
+
+
+class CompleteTransfer(CallCommand, frozen=True, kw_only=True, tag=True):
+    """Attended transfer, second half: the target takes the customer, the agent leaves."""
+
+
+class CancelTransfer(CallCommand, frozen=True, kw_only=True, tag=True):
+    """The consult leg is dropped; the agent is back with the customer."""
+
+
+class Supervise(CallCommand, frozen=True, kw_only=True, tag=True):
+    """A supervisor listens, whispers to the agent or barges in (CC19); their endpoint is
+    rung first, and a second Supervise changes the mode."""
+
+    supervisor_id: UUID
+    endpoint_kind: str
+    address: str
+    mode: str  # listen | whisper | barge
 
 
 AnyCommand = (
@@ -119,6 +166,11 @@ AnyCommand = (
     | StartRecording
     | StopRecording
     | HangUpCall
+    | TransferCall
+    | ConsultTransfer
+    | CompleteTransfer
+    | CancelTransfer
+    | Supervise
 )
 
 _encoder = msgspec.json.Encoder()

@@ -215,8 +215,17 @@ class Driver(Protocol):
 
     async def unmute(self, channel_id: str) -> None: ...
 
-    async def transfer(self, channel_id: str, dial: Dial) -> None:
-        """Blind transfer: `channel_id` leaves its bridge and is connected to `dial`."""
+    async def transfer(
+        self,
+        channel_id: str,
+        dial: Dial,
+        *,
+        new_channel_id: str | None = None,
+        variables: dict[str, str] | None = None,
+    ) -> None:
+        """Blind transfer: `channel_id` leaves its bridge and is connected to `dial`, a new
+        leg named `new_channel_id` (the switch picks one if None) carrying the call's
+        tenant and call ref plus `variables`."""
 
     async def record_start(self, channel_id: str, path: str) -> None: ...
 

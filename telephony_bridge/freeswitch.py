@@ -643,9 +643,21 @@ class FreeSwitchDriver:
         await self._api(f"uuid_audio {_id(channel_id)} stop")
         self._queue.put_nowait(_SynthItem("unmuted", channel_id))
 
-    async def transfer(self, channel_id: str, dial: Dial) -> None:
+    async def transfer(
+        self,
+        channel_id: str,
+        dial: Dial,
+        *,
+        new_channel_id: str | None = None,
+        variables: dict[str, str] | None = None,
+    ) -> None:
         known = self._known.get(channel_id)
         carried = {k: v for k, v in (known.variables if known else {}).items() if k != VAR_ROLE}
+        carried.update(variables or {})
+        if new_channel_id is not None:
+            # FreeSWITCH names the bridged leg after origination_uuid, so the bridge knows
+            # the new leg before any event about it.
+            carried["origination_uuid"] = new_channel_id
         target = f"bridge:{_var_block(carried)}{self.dial_string(dial)}"
         await self._api(f"uuid_transfer {_id(channel_id)} m:^:{target} inline")
 

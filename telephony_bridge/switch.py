@@ -321,7 +321,14 @@ class BuiltinSwitch:
             ch.muted = False
             self._emit(ChannelUnmuted(**self._head(ch)))
 
-    async def transfer(self, channel_id: str, dial: Dial) -> None:
+    async def transfer(
+        self,
+        channel_id: str,
+        dial: Dial,
+        *,
+        new_channel_id: str | None = None,
+        variables: dict[str, str] | None = None,
+    ) -> None:
         ch = self._get(channel_id)
         if not ch.answered and ch.direction == "outbound":
             raise SwitchError(f"{channel_id} is not answered")
@@ -331,10 +338,12 @@ class BuiltinSwitch:
         self._drop_collect(ch)
         if old_peer is not None:
             self._after_bridge(old_peer, peer_moved=True)
-        variables = {k: v for k, v in ch.variables.items() if k in (VAR_TENANT, VAR_CALL_REF)}
-        variables[VAR_TRANSFERRED_FROM] = ch.id
+        carried = {k: v for k, v in ch.variables.items() if k in (VAR_TENANT, VAR_CALL_REF)}
+        carried[VAR_TRANSFERRED_FROM] = ch.id
         caller = ch.caller_number if ch.direction == "inbound" else ch.destination_number
-        leg = self._dial(str(uuid.uuid4()), dial, caller, variables)
+        leg = self._dial(
+            new_channel_id or str(uuid.uuid4()), dial, caller, {**carried, **(variables or {})}
+        )
         leg.bridge_on_answer = ch.id
         ch.awaiting_leg = leg.id
 

@@ -25,7 +25,7 @@ import msgspec
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
-from telephony_bridge.driver import SwitchError
+from telephony_bridge.driver import VAR_TENANT, SwitchError
 from telephony_bridge.switch import BuiltinSwitch, Party
 
 log = logging.getLogger(__name__)
@@ -53,9 +53,14 @@ class PartySpec(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class PlaceCall(msgspec.Struct, frozen=True, kw_only=True):
+    """A caller dials `hotline`. With `tenant`, the call comes from one of that tenant's
+    own phones (its user directory tags it), and `hotline` may be an extension or any
+    outside number."""
+
     caller_number: str
     hotline: str
     party: PartySpec = PartySpec()
+    tenant: str | None = None
 
 
 class SetParty(msgspec.Struct, frozen=True, kw_only=True):
@@ -107,7 +112,10 @@ class SwitchPanel:
             call = msgspec.json.decode(data, type=PlaceCall)
             return {
                 "channel_id": sw.place_inbound_call(
-                    call.caller_number, call.hotline, party=call.party.party()
+                    call.caller_number,
+                    call.hotline,
+                    party=call.party.party(),
+                    variables={VAR_TENANT: call.tenant} if call.tenant else None,
                 )
             }
         if verb == "party":
