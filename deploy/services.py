@@ -5,6 +5,7 @@ and their APIs. The runtime calls `register_services` before it starts.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +15,15 @@ from deploy.settings import SettingsError
 from domain.apps import DomainApps
 from domain.asyncapp import AsyncRunner
 from domain.customers import Customers
+from projections.calllog import CallLogReadModel
 from projections.dialplan import DialplanReadModel
 from projections.feeds import Feeds
 from projections.readmodel import SqliteReadModel
-from projections.registry import CUSTOMERS, DIALPLAN, READMODELS, ROUTING
+from projections.registry import CALL_LOG, CUSTOMERS, DIALPLAN, READMODELS, ROUTING
 from projections.routing import Router
 from projections.service import ProjectionService
 from telephony_bridge.bridge import TelephonyBridge
+from web.api.calls import calls_router
 from web.api.customers import customers_router
 
 
@@ -63,7 +66,10 @@ class DomainService:
     def fact_apps(self) -> FactApps:
         apps = self.apps
         return FactApps(
-            customers=apps.customers, conversations=apps.conversations, calls=apps.calls
+            customers=apps.customers,
+            conversations=apps.conversations,
+            calls=apps.calls,
+            campaigns=apps.campaigns,
         )
 
     @property
@@ -131,6 +137,14 @@ class FeedsService:
 
     def health(self) -> dict[str, Any]:
         return {"state": "running", "error": None}
+
+
+@dataclass(frozen=True)
+class CallsApi:
+    """What the calls, recordings and CDR API reads (web.api.calls)."""
+
+    call_log: CallLogReadModel
+    data_dir: Path
 
 
 class TelephonyService:
@@ -227,6 +241,10 @@ def register_services(runtime: Any) -> None:
         runtime.add_service(ProjectionService(lambda: domain.apps, readmodel, feeds=feeds.feeds))
     if settings.runs("api"):
         runtime.add_route_handlers(customers_router(domain))
+        # The call log is read from its file: this process need not be the one keeping it.
+        kept = domain.readmodels.get(CALL_LOG.name)
+        call_log = kept if isinstance(kept, CallLogReadModel) else CALL_LOG.open(settings.data_dir)
+        runtime.add_route_handlers(calls_router(CallsApi(call_log, settings.data_dir)))
     if settings.runs("telephony"):
         dialplan = domain.readmodels[DIALPLAN.name]
         assert isinstance(dialplan, DialplanReadModel)

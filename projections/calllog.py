@@ -7,6 +7,11 @@ the transfer completes onto them, not for answering the consultation), its times
 (started, offered to a queue, first ring, answered, ended), its durations and its
 recordings (AX10, AX20). Legs and recordings live in tables of their own.
 
+Queries: `list` (the log, filtered), `get` (one call with its legs and recordings),
+`recordings` (recording search, AX20) and `cdr` (call detail records for billing, PR4,
+PR6: ended calls with what billing rates them by — the customer leg's endpoint and
+on-net/off-net, the agents' endpoint kinds).
+
 Durations are those of `Call.usage()` (domain.calls), computed from the same facts as the
 events replay them; they are known once the call has ended (None before):
 
@@ -81,6 +86,9 @@ _SCHEMA = (
         updated_at TEXT NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS calls_by_start ON calls (tenant_id, started_at DESC)",
+    # Billing exports a period by the end time: a call is in the period it ended in, so an
+    # export of a past period does not change when a long call ends later.
+    "CREATE INDEX IF NOT EXISTS calls_by_end ON calls (tenant_id, ended_at, id)",
     """CREATE INDEX IF NOT EXISTS calls_by_outcome
         ON calls (tenant_id, outcome, started_at DESC)""",
     """CREATE TABLE IF NOT EXISTS call_legs (
@@ -96,6 +104,7 @@ _SCHEMA = (
         ended_at TEXT,
         end_cause TEXT,
         seq INTEGER NOT NULL,
+        on_net INTEGER,
         PRIMARY KEY (call_id, leg_id)
     )""",
     # "Calls of agent X": the agent filter starts from the agent's legs.
@@ -324,7 +333,6 @@ class CallLogReadModel(SqliteReadModel):
         )
         return {
             **_call(row),
-            "call_ref": row["call_ref"],
             "ended_by_leg_id": row["ended_by_leg_id"],
             "end_cause": row["end_cause"],
             "forced_by": row["forced_by"],
@@ -339,6 +347,7 @@ class CallLogReadModel(SqliteReadModel):
                     "answered_at": leg["answered_at"],
                     "ended_at": leg["ended_at"],
                     "end_cause": leg["end_cause"],
+                    "on_net": _bool(leg["on_net"]),
                 }
                 for leg in legs
             ],
@@ -382,12 +391,7 @@ class CallLogReadModel(SqliteReadModel):
         params: builtins.list[Any] = [tenant_id]
         one_of("c.direction", direction, where, params)
         one_of("c.outcome", outcome, where, params)
-        if agent_id is not None:
-            where.append(
-                "EXISTS (SELECT 1 FROM call_legs l WHERE l.tenant_id = c.tenant_id "
-                "AND l.user_id = ? AND l.call_id = c.id AND l.party = 'agent')"
-            )
-            params.append(str(agent_id))
+        _agent_and_number(agent_id, number, where, params)
         if queue_id is not None:
             where.append("EXISTS (SELECT 1 FROM json_each(c.queues) WHERE value = ?)")
             params.append(str(queue_id))
@@ -397,10 +401,6 @@ class CallLogReadModel(SqliteReadModel):
         if until is not None:
             where.append("c.started_at < ?")
             params.append(iso(until))
-        if number:
-            where.append("(c.customer_number LIKE ? ESCAPE '\\' OR c.hotline LIKE ? ESCAPE '\\')")
-            pattern = f"%{like_escaped(number.strip())}%"
-            params.extend((pattern, pattern))
         if has_recording is not None:
             where.append("c.recording_count > 0" if has_recording else "c.recording_count = 0")
         rows = self.connect().execute(
@@ -409,6 +409,177 @@ class CallLogReadModel(SqliteReadModel):
             (*params, limit, offset),
         )
         return [_call(r) for r in rows]
+
+    def recordings(
+        self,
+        tenant_id: str,
+        *,
+        call_id: str | UUID | None = None,
+        agent_id: str | UUID | None = None,
+        number: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> builtins.list[dict[str, Any]]:
+        """Recordings matching every filter given, with their call's facts, the most
+        recently started first (AX20).
+
+        `agent_id` and `number` as in `list`; `since` (inclusive) and `until` (exclusive):
+        the recording's start. `uri` is None until the file is stored. `agents`: every
+        agent who had a leg on the call (as `Call.agent_ids()`), also one who placed it.
+        """
+        where = ["r.tenant_id = ?"]
+        params: builtins.list[Any] = [tenant_id]
+        if call_id is not None:
+            where.append("r.call_id = ?")
+            params.append(str(call_id))
+        _agent_and_number(agent_id, number, where, params)
+        if since is not None:
+            where.append("r.started_at >= ?")
+            params.append(iso(since))
+        if until is not None:
+            where.append("r.started_at < ?")
+            params.append(iso(until))
+        rows = (
+            self.connect()
+            .execute(
+                "SELECT r.*, c.call_ref, c.direction, c.hotline, c.customer_number, "
+                "c.started_at AS call_started_at FROM call_recordings r "
+                "JOIN calls c ON c.id = r.call_id AND c.tenant_id = r.tenant_id "
+                f"WHERE {' AND '.join(where)} "
+                "ORDER BY r.started_at DESC, r.call_id DESC, r.recording_id DESC LIMIT ? OFFSET ?",
+                (*params, limit, offset),
+            )
+            .fetchall()
+        )
+        legs = _legs(self.connect(), tenant_id, {r["call_id"] for r in rows})
+        return [
+            {
+                "call_id": r["call_id"],
+                "call_ref": r["call_ref"],
+                "recording_id": r["recording_id"],
+                "direction": r["direction"],
+                "hotline": r["hotline"],
+                "customer_number": r["customer_number"],
+                "agents": _agents(legs[r["call_id"]]),
+                "call_started_at": r["call_started_at"],
+                "started_at": r["started_at"],
+                "stopped_at": r["stopped_at"],
+                "uri": r["uri"],
+                "duration_seconds": r["duration_seconds"],
+                "size_bytes": r["size_bytes"],
+                "metadata": msgspec.json.decode(r["metadata"]),
+            }
+            for r in rows
+        ]
+
+    def cdr(
+        self,
+        tenant_id: str,
+        *,
+        since: datetime,
+        until: datetime,
+        after: tuple[str, str] | None = None,
+        limit: int = 1000,
+    ) -> builtins.list[dict[str, Any]]:
+        """Call detail records for billing (PR4, PR6): the calls that ended in
+        [`since`, `until`), in the order they ended.
+
+        A page at a time: `after` is the (`ended_at`, `call_id`) of the last record of the
+        previous page. `on_net` and `customer_endpoint` are those of the customer's leg
+        (None on an internal call); `agents`: every agent who had a leg on the call (as
+        `Call.agent_ids()`: one who placed it or only rang too), and `agent_endpoints`
+        the endpoint kinds of their legs, each once, in the order the legs joined.
+        """
+        where = ["tenant_id = ?", "ended_at IS NOT NULL", "ended_at >= ?", "ended_at < ?"]
+        params: builtins.list[Any] = [tenant_id, iso(since), iso(until)]
+        if after is not None:
+            where.append("(ended_at, id) > (?, ?)")
+            params.extend(after)
+        db = self.connect()
+        calls = db.execute(
+            f"SELECT * FROM calls WHERE {' AND '.join(where)} ORDER BY ended_at, id LIMIT ?",
+            (*params, limit),
+        ).fetchall()
+        legs = _legs(db, tenant_id, {row["id"] for row in calls})
+        return [_cdr(row, legs[row["id"]]) for row in calls]
+
+
+def _legs(
+    db: sqlite3.Connection, tenant_id: str, call_ids: builtins.set[str]
+) -> dict[str, builtins.list[sqlite3.Row]]:
+    """The legs of a page of calls, each call's in the order they joined."""
+    legs: dict[str, builtins.list[sqlite3.Row]] = {call_id: [] for call_id in call_ids}
+    if not call_ids:
+        return legs
+    for leg in db.execute(
+        "SELECT call_id, party, endpoint, user_id, on_net FROM call_legs WHERE tenant_id = ? "
+        f"AND call_id IN ({', '.join('?' * len(legs))}) ORDER BY call_id, seq",
+        (tenant_id, *legs),
+    ):
+        legs[leg["call_id"]].append(leg)
+    return legs
+
+
+def _agents(legs: builtins.list[sqlite3.Row]) -> builtins.list[str]:
+    """Every agent who had a leg on the call, once, as `Call.agent_ids()` has them."""
+    return builtins.list(
+        dict.fromkeys(
+            leg["user_id"]
+            for leg in legs
+            if leg["party"] == PartyKind.AGENT.value and leg["user_id"] is not None
+        )
+    )
+
+
+def _agent_and_number(
+    agent_id: str | UUID | None,
+    number: str | None,
+    where: builtins.list[str],
+    params: builtins.list[Any],
+) -> None:
+    """The filters the log and recording search share, on the calls table as `c`."""
+    if agent_id is not None:
+        where.append(
+            "EXISTS (SELECT 1 FROM call_legs l WHERE l.tenant_id = c.tenant_id "
+            "AND l.user_id = ? AND l.call_id = c.id AND l.party = 'agent')"
+        )
+        params.append(str(agent_id))
+    if number:
+        where.append("(c.customer_number LIKE ? ESCAPE '\\' OR c.hotline LIKE ? ESCAPE '\\')")
+        pattern = f"%{like_escaped(number.strip())}%"
+        params.extend((pattern, pattern))
+
+
+def _cdr(row: sqlite3.Row, legs: builtins.list[sqlite3.Row]) -> dict[str, Any]:
+    customer = next((leg for leg in legs if leg["party"] == PartyKind.CUSTOMER.value), None)
+    agent_endpoints = [leg["endpoint"] for leg in legs if leg["party"] == PartyKind.AGENT.value]
+    return {
+        "tenant_id": row["tenant_id"],
+        "call_id": row["id"],
+        "call_ref": row["call_ref"],
+        "direction": row["direction"],
+        "hotline": row["hotline"],
+        "customer_number": row["customer_number"],
+        "queue_id": row["queue_id"],
+        "outcome": row["outcome"],
+        "end_cause": row["end_cause"],
+        "started_at": row["started_at"],
+        "answered_at": row["answered_at"],
+        "ended_at": row["ended_at"],
+        "wait_seconds": row["wait_seconds"],
+        "ring_seconds": row["ring_seconds"],
+        "hold_seconds": row["hold_seconds"],
+        "talk_seconds": row["talk_seconds"],
+        "duration_seconds": row["duration_seconds"],
+        "customer_endpoint": customer["endpoint"] if customer else None,
+        "on_net": _bool(customer["on_net"]) if customer else None,
+        "agents": _agents(legs),
+        "agent_endpoints": builtins.list(dict.fromkeys(agent_endpoints)),
+        "transfer_count": row["transfer_count"],
+        "recording_count": row["recording_count"],
+    }
 
 
 _Change = Callable[[CallLogReadModel, sqlite3.Connection, sqlite3.Row, Any], dict[str, Any]]
@@ -465,7 +636,7 @@ def _insert_leg(
     # `seq` counts the call's legs so far: the order they joined, also within one event.
     db.execute(
         "INSERT OR IGNORE INTO call_legs VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, "
-        "(SELECT count(*) FROM call_legs WHERE call_id = ?))",
+        "(SELECT count(*) FROM call_legs WHERE call_id = ?), ?)",
         (
             call_id,
             leg["leg_id"],
@@ -476,6 +647,7 @@ def _insert_leg(
             _str(leg["user_id"]),
             at,
             call_id,
+            _flag(leg.get("on_net")),
         ),
     )
 
@@ -540,10 +712,19 @@ def _str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+def _flag(value: Any) -> int | None:
+    return None if value is None else int(bool(value))
+
+
+def _bool(value: Any) -> bool | None:
+    return None if value is None else bool(value)
+
+
 def _call(row: sqlite3.Row) -> dict[str, Any]:
     return {
         "id": row["id"],
         "tenant_id": row["tenant_id"],
+        "call_ref": row["call_ref"],
         "direction": row["direction"],
         "hotline": row["hotline"],
         "customer_number": row["customer_number"],

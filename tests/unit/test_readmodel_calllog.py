@@ -326,3 +326,66 @@ def test_applying_twice_changes_nothing_and_a_rebuild_is_identical(
     rebuilt = CallLogReadModel(tmp_path / "rebuilt.sqlite")
     assert catch_up(rebuilt, apps) == first
     assert compare(model.connect(), rebuilt.connect()) == []
+
+
+def test_recording_search_and_cdr_pages(apps: DomainApps, model: CallLogReadModel) -> None:
+    c = switchboard(apps)
+    catch_up(model, apps)
+
+    found = model.recordings(A)
+    assert [(r["call_id"], r["recording_id"]) for r in found] == [(str(c["answered"]), "rec-1")]
+    # Every agent with a leg, as Call.agent_ids() has them.
+    assert found[0]["agents"] == [str(a) for a in apps.calls.get(A, c["answered"])["agent_ids"]]
+    assert (found[0]["call_ref"], found[0]["uri"]) == ("sw-1", "s3://rec-1.wav")
+    assert model.recordings(A, agent_id=AGENT_2, number="0912")[0]["recording_id"] == "rec-1"
+    assert model.recordings(A, since=t(27)) == []
+    assert model.recordings(A, call_id=c["other"]) == []
+    assert [r["recording_id"] for r in model.recordings(B)] == ["rec-b"]
+
+    since, until = t(0), t(1000)
+    records = model.cdr(A, since=since, until=until)
+    # Ended calls in the order they ended; the outbound caller's agent is there too.
+    assert [r["call_id"] for r in records] == [
+        str(c[k]) for k in ("answered", "abandoned", "missed", "no_answer", "outbound", "internal")
+    ]
+    by_call = {r["call_id"]: r for r in records}
+    outbound = by_call[str(c["outbound"])]
+    assert (outbound["agents"], outbound["agent_endpoints"]) == ([str(AGENT_1)], ["webrtc"])
+    assert (outbound["customer_endpoint"], outbound["on_net"]) == ("pstn", None)
+    internal = by_call[str(c["internal"])]
+    assert (internal["customer_endpoint"], internal["agents"]) == (
+        None,
+        [str(AGENT_1), str(AGENT_2)],
+    )
+    for name, call_id in c.items():
+        if name != "other":
+            usage = apps.calls.usage(A, call_id)
+            row = by_call[str(call_id)]
+            assert (row["talk_seconds"], row["wait_seconds"]) == (
+                usage["talk_seconds"],
+                usage["wait_seconds"],
+            ), name
+
+    paged: list[str] = []
+    after = None
+    while page := model.cdr(A, since=since, until=until, after=after, limit=4):
+        paged += [r["call_id"] for r in page]
+        after = (page[-1]["ended_at"], page[-1]["call_id"])
+    assert paged == [r["call_id"] for r in records]
+    assert [r["call_id"] for r in model.cdr(B, since=since, until=until)] == [str(c["other"])]
+
+
+def test_on_net_is_kept_per_leg(apps: DomainApps, model: CallLogReadModel) -> None:
+    calls = apps.calls
+    call = calls.start_inbound(A, "sw-1", HOTLINE, LegSpec.customer("c", "0912", on_net=True), t(0))
+    mobile = LegSpec.agent("a1", AGENT_1, EndpointKind.MOBILE, "0933", on_net=False)
+    calls.ring_agent(A, call, mobile, t(5))
+    calls.answer(A, call, "a1", t(6))
+    calls.hang_up(A, call, "c", "normal_clearing", t(60))
+    catch_up(model, apps)
+
+    found = model.get(A, call)
+    assert found is not None
+    assert [(leg["leg_id"], leg["on_net"]) for leg in found["legs"]] == [("c", True), ("a1", False)]
+    (record,) = model.cdr(A, since=t(0), until=t(100))
+    assert (record["on_net"], record["agent_endpoints"]) == (True, ["mobile"])
