@@ -65,7 +65,13 @@ def _projections(subparsers: Subparsers) -> None:
     projections_cli.register(subparsers)
 
 
-COMMANDS: list[Callable[[Subparsers], None]] = [register, _events, _projections]
+def _simulate(subparsers: Subparsers) -> None:
+    from deploy import simulate
+
+    simulate.register(subparsers)
+
+
+COMMANDS: list[Callable[[Subparsers], None]] = [register, _events, _projections, _simulate]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
