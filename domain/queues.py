@@ -215,6 +215,11 @@ class Queue(TenantAggregate):
 
         policy_id: UUID | None
 
+    class RecordingPolicySet(TenantAggregate.Event):
+        """Whether the calls this queue's agents answer are recorded (AX10)."""
+
+        record_calls: bool
+
     @event(Created)
     def __init__(self, tenant_id: str, name: str, channels: list[str]) -> None:
         self.tenant_id = tenant_id
@@ -233,6 +238,7 @@ class Queue(TenantAggregate):
         self.when_closed: Fallback | None = None
         self.pickup_groups: frozenset[str] = frozenset()
         self.sla_policy_id: UUID | None = None
+        self.record_calls = False
 
     @classmethod
     def create(cls, tenant_id: str, name: str, channels: Iterable[Channel]) -> Queue:
@@ -409,6 +415,17 @@ class Queue(TenantAggregate):
         if group in self.pickup_groups:
             self._remove_pickup_group(group)
 
+    @event(RecordingPolicySet)
+    def _set_recording_policy(self, record_calls: bool) -> None:
+        self.record_calls = record_calls
+
+    def set_recording_policy(self, record_calls: bool) -> None:
+        """Record every call of this queue from the moment an agent answers it (AX10)."""
+        if not isinstance(record_calls, bool):
+            raise InvalidQueue("a recording policy is on or off")
+        if record_calls != self.record_calls:
+            self._set_recording_policy(record_calls)
+
     def set_sla_policy(self, policy_id: UUID | None) -> None:
         """Holds the queue's conversations to this SLA policy of the tenant; None: no SLA.
 
@@ -557,6 +574,9 @@ class Queues(TenantApplication):
     def set_sla_policy(self, tenant_id: str, queue_id: UUID, policy_id: UUID | None) -> None:
         self.change(tenant_id, queue_id, Queue, lambda q: q.set_sla_policy(policy_id))
 
+    def set_recording_policy(self, tenant_id: str, queue_id: UUID, record_calls: bool) -> None:
+        self.change(tenant_id, queue_id, Queue, lambda q: q.set_recording_policy(record_calls))
+
     def rules(self, tenant_id: str, queue_id: UUID) -> RoutingRules:
         """The queue's routing rules, for a process manager to keep and call `route()` with."""
         return self.get_owned(tenant_id, queue_id, Queue).rules
@@ -591,5 +611,6 @@ class Queues(TenantApplication):
             "when_closed": _fallback_dict(queue.when_closed),
             "pickup_groups": sorted(queue.pickup_groups),
             "sla_policy_id": str_or_none(queue.sla_policy_id),
+            "record_calls": queue.record_calls,
             "version": queue.version,
         }

@@ -3,6 +3,7 @@
 | table | from | what |
 |---|---|---|
 | `hotlines`, `tenant_ids` | tenants | each hotline number: its tenant and where its calls go (a queue or an IVR flow) |
+| `queues` | queues | each queue's tenant and whether its calls are recorded (AX10) |
 | `users` | agents | each user's extension and endpoints (internal calls, AX8 and CC1) |
 | `flow_drafts` | ivr_flows | each flow's draft nodes and entry (what the next publish freezes) |
 | `flow_versions` | ivr_flows | every published version of every flow, as the calls walk it |
@@ -21,6 +22,7 @@ import msgspec
 
 from domain.agents import User
 from domain.ivr import FlowGraph, IvrFlow, Node
+from domain.queues import Queue
 from domain.tenants import HotlineTarget, Tenant
 from projections.readmodel import SqliteReadModel
 
@@ -43,7 +45,7 @@ class UserLine(msgspec.Struct, frozen=True):
 
 class DialplanReadModel(SqliteReadModel):
     name = "dialplan"
-    upstreams = ("tenants", "ivr_flows", "agents")
+    upstreams = ("tenants", "ivr_flows", "agents", "queues")
     schema = (
         """CREATE TABLE IF NOT EXISTS hotlines (
             number TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, kind TEXT, target_id TEXT
@@ -54,6 +56,9 @@ class DialplanReadModel(SqliteReadModel):
             endpoints TEXT NOT NULL
         )""",
         "CREATE INDEX IF NOT EXISTS users_by_extension ON users (tenant_id, extension)",
+        """CREATE TABLE IF NOT EXISTS queues (
+            id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, record_calls INTEGER NOT NULL
+        )""",
         """CREATE TABLE IF NOT EXISTS flow_drafts (
             id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, entry TEXT, nodes TEXT NOT NULL
         )""",
@@ -73,6 +78,16 @@ class DialplanReadModel(SqliteReadModel):
             User.Created | User.ExtensionChanged | User.EndpointAdded | User.EndpointRemoved,
         ):
             self._on_user(db, event)
+        elif isinstance(event, Queue.Created):
+            db.execute(
+                "INSERT OR IGNORE INTO queues VALUES (?, ?, 0)",
+                (str(event.originator_id), event.tenant_id),
+            )
+        elif isinstance(event, Queue.RecordingPolicySet):
+            db.execute(
+                "UPDATE queues SET record_calls = ? WHERE id = ?",
+                (int(event.record_calls), str(event.originator_id)),
+            )
 
     def _on_user(self, db: sqlite3.Connection, e: Any) -> None:
         uid = str(e.originator_id)
@@ -174,6 +189,18 @@ class DialplanReadModel(SqliteReadModel):
             kind=HotlineTarget(row["kind"]) if row["kind"] else None,
             target_id=UUID(row["target_id"]) if row["target_id"] else None,
         )
+
+    def records(self, tenant_id: str, queue_id: UUID) -> bool:
+        """Whether the queue's calls are recorded once an agent answers (AX10)."""
+        row = (
+            self.connect()
+            .execute(
+                "SELECT 1 FROM queues WHERE id = ? AND tenant_id = ? AND record_calls = 1",
+                (str(queue_id), tenant_id),
+            )
+            .fetchone()
+        )
+        return row is not None
 
     def hotlines(self, tenant_id: str) -> list[str]:
         """The tenant's hotlines, in number order."""

@@ -101,6 +101,7 @@ class Leg:
     then: Callable[[], Awaitable[None]] | None = None  # an origin leg: dial the other side
     supervise: tuple[str, SupervisionMode] | None = None  # a supervisor leg: target, mode
     campaign: commands.Originate | None = None  # a campaign's dial-out
+    queue_id: UUID | None = None  # a customer's leg: the queue the call waits in
     route: HotlineRoute | None = None  # where a dial-out goes once the customer answers
 
     def info(self, channel_id: str) -> facts.LegInfo:
@@ -276,11 +277,19 @@ class TelephonyBridge:
         channel = event.channel_id
         leg.answered = True
         if leg.bridge_on_answer is not None:
-            if leg.bridge_on_answer not in self.legs:
+            other = self.legs.get(leg.bridge_on_answer)
+            if other is None:
                 # The other side left while this one rang: nobody to talk to.
                 await self.driver.hangup(channel, "ORIGINATOR_CANCEL")
                 return
             await self.driver.bridge(leg.bridge_on_answer, channel)
+            if (
+                leg.role == "agent"
+                and other.queue_id is not None
+                and self.dialplan.records(leg.tenant_id, other.queue_id)
+            ):
+                # The queue's policy (AX10): recorded from the agent's answer on.
+                await self._start_recording(leg.tenant_id, leg.call_ref, leg.bridge_on_answer)
         if leg.role in ANSWER_FACT_ROLES:
             await self._publish(facts.CallAnswered(**common, leg_id=channel))
         if leg.supervise is not None:
@@ -387,6 +396,9 @@ class TelephonyBridge:
     async def _route_customer_waiting(
         self, tenant: str, ref: str, queue_id: UUID, fact_id: str
     ) -> None:
+        customer = self.customer_leg(tenant, ref)
+        if customer is not None:
+            self.legs[customer].queue_id = queue_id
         await self._publish(
             facts.CallQueued(
                 fact_id=fact_id,

@@ -43,6 +43,7 @@ T = TypeVar("T")
 TENANT = "phoneco"
 HOTLINE = "+842873009999"
 SECOND_HOTLINE = "+842873008888"
+MOBILE_AGENT = "+84977000222"
 
 
 @pytest.fixture(scope="module")
@@ -92,10 +93,16 @@ def center(apps: DomainApps, instance: Path) -> dict[str, Any]:
     apps.queues.set_waiting_rules(TENANT, queue, ring_timeout_seconds=20, max_wait_seconds=600)
     flow = apps.ivr.draft(TENANT, "Main")
     apps.ivr.set_node(TENANT, flow, Node("hello", NodeKind.PLAYBACK, prompt="Welcome", next="menu"))
+    # Key 2: the VIP line, recorded by policy (AX10), taken by an agent on a mobile (AX6).
+    vip = apps.queues.create(TENANT, "VIP", policy=RoutingPolicy.SKILL, required_skills={"vip": 1})
+    apps.queues.set_recording_policy(TENANT, vip, True)
     apps.ivr.set_node(
-        TENANT, flow, Node("menu", NodeKind.MENU, prompt="Press 1 for support", choices={"1": "q"})
+        TENANT,
+        flow,
+        Node("menu", NodeKind.MENU, prompt="Press 1 for support", choices={"1": "q", "2": "v"}),
     )
     apps.ivr.set_node(TENANT, flow, Node("q", NodeKind.QUEUE, queue_id=queue))
+    apps.ivr.set_node(TENANT, flow, Node("v", NodeKind.QUEUE, queue_id=vip))
     apps.ivr.set_entry(TENANT, flow, "hello")
     apps.ivr.publish(TENANT, flow)
     apps.tenants.route_hotline(TENANT, HOTLINE, "ivr", flow)
@@ -113,7 +120,12 @@ def center(apps: DomainApps, instance: Path) -> dict[str, Any]:
     # A supervisor, who takes no queue calls but listens in from desk phone 2900.
     chi = apps.agents.create_user(TENANT, "Chi", "chi", "supervisor", package=Package.CALL_CENTER)
     apps.agents.add_endpoint(TENANT, chi, EndpointKind.SIP_PHONE, "2900")
-    return {"queue": queue, "flow": flow, "agents": agents, "supervisor": chi}
+    dung = apps.agents.create_user(TENANT, "Dung", "dung", "agent", package=Package.CALL_CENTER)
+    apps.agents.add_endpoint(TENANT, dung, EndpointKind.MOBILE, MOBILE_AGENT)
+    apps.agents.set_skill(TENANT, dung, "vip", 1)
+    apps.agents.go_available(TENANT, dung)
+    agents["dung"] = dung
+    return {"queue": queue, "vip": vip, "flow": flow, "agents": agents, "supervisor": chi}
 
 
 def wait_for(fetch: Callable[[], T], predicate: Callable[[T], bool], timeout: float = 15) -> T:
@@ -584,3 +596,36 @@ def test_an_internal_call_from_extension_to_extension(
     assert hears(nats_url, ref, call["answered_leg_id"])
     asyncio.run(panel(nats_url, "hangup", {"channel_id": ref}))
     assert wait_for(lambda: call_view(apps, ref), lambda c: bool(c and c["ended_at"]))
+
+
+def test_a_vip_call_reaches_an_agent_on_a_mobile_and_is_recorded_by_policy(
+    nats_url: str, apps: DomainApps, center: dict[str, Any], instance: Path
+) -> None:
+    asyncio.run(panel(nats_url, "party", {"address": MOBILE_AGENT, "party": {"answer_after": 0.3}}))
+    placed = asyncio.run(
+        panel(
+            nats_url,
+            "call",
+            {"caller_number": "0903000009", "hotline": HOTLINE, "party": {"digits": "2"}},
+        )
+    )
+    ref = placed["channel_id"]
+    call = wait_for(lambda: call_view(apps, ref), lambda c: bool(c and c["recordings"]), 20)
+    assert call is not None and call["answered_at"] and call["queue_id"] == str(center["vip"])
+    [leg] = [leg for leg in call["legs"] if leg["party"] == "agent"]
+    assert (leg["user_id"], leg["endpoint"], leg["address"]) == (
+        str(center["agents"]["dung"]),
+        "mobile",
+        MOBILE_AGENT,
+    )
+    assert hears(nats_url, ref, leg["leg_id"])
+    time.sleep(0.5)
+    # Nobody asked for it: the queue's policy did. The caller hangs up; the file is kept.
+    asyncio.run(panel(nats_url, "hangup", {"channel_id": ref}))
+    ended = wait_for(
+        lambda: call_view(apps, ref),
+        lambda c: bool(c and c["ended_at"] and c["recordings"][0]["uri"]),
+    )
+    assert ended is not None and ended["ended_at"]
+    [recording] = ended["recordings"]
+    assert Path(recording["uri"]).is_file() and recording["duration_seconds"] >= 0.4

@@ -440,3 +440,17 @@ def test_another_tenant_cannot_set_the_queues_sla_policy(queues: Queues) -> None
     with pytest.raises(NotFound):
         queues.set_sla_policy("other", queue_id, uuid4())
     assert queues.get(TENANT, queue_id)["sla_policy_id"] is None
+
+
+def test_a_queue_may_record_every_call_its_agents_answer(queues: Queues) -> None:
+    queue_id = queues.create(TENANT, "Sales")
+    assert queues.get(TENANT, queue_id)["record_calls"] is False
+    queues.set_recording_policy(TENANT, queue_id, True)
+    version = queues.get(TENANT, queue_id)["version"]
+    queues.set_recording_policy(TENANT, queue_id, True)  # again: nothing recorded
+    assert queues.get(TENANT, queue_id)["version"] == version
+    assert queues.repository.get(queue_id, version=None).record_calls is True
+    with pytest.raises(InvalidQueue):
+        queues.set_recording_policy(TENANT, queue_id, "yes")  # type: ignore[arg-type]
+    queues.set_recording_policy(TENANT, queue_id, False)
+    assert queues.get(TENANT, queue_id)["record_calls"] is False

@@ -24,8 +24,9 @@ def apps(transcoder_env: dict[str, str]) -> Iterator[DomainApps]:
 
 
 def setup(apps: DomainApps) -> dict[str, object]:
-    queue = uuid4()
     apps.tenants.register("acme", "Acme", Package.CALL_CENTER, ["02873000111", "02873000222"])
+    queue = apps.queues.create("acme", "Sales")
+    apps.queues.set_recording_policy("acme", queue, True)
     apps.tenants.register("bravo", "Bravo", Package.CALL_CENTER, ["02873000333"])
     flow = apps.ivr.draft("acme", "Main menu")
     apps.ivr.set_node(
@@ -84,7 +85,7 @@ def test_any_interleaving_gives_the_same_tables(
     catch_up(live, apps)
     other = DialplanReadModel(tmp_path / "other.sqlite")
     feed(other, apps, order)  # type: ignore[arg-type]
-    for table in ("hotlines", "tenant_ids", "users", "flow_drafts", "flow_versions"):
+    for table in ("hotlines", "tenant_ids", "users", "queues", "flow_drafts", "flow_versions"):
         query = f"SELECT * FROM {table} ORDER BY 1, 2"
         assert [tuple(r) for r in live.connect().execute(query)] == [
             tuple(r) for r in other.connect().execute(query)
@@ -115,3 +116,17 @@ def test_users_are_found_by_extension_or_endpoint_within_their_tenant(
     catch_up(model, apps)
     assert model.user("acme", address="an-desk") is None
     assert model.hotlines("acme") == ["+842873000111", "+842873000222"]
+
+
+def test_queues_say_whether_their_calls_are_recorded(apps: DomainApps, tmp_path: Path) -> None:
+    ids = setup(apps)
+    quiet = apps.queues.create("acme", "HR")
+    model = DialplanReadModel(tmp_path / "d.sqlite")
+    catch_up(model, apps)
+    queue = ids["queue"]
+    assert isinstance(queue, type(uuid4()))
+    assert model.records("acme", queue) and not model.records("acme", quiet)
+    assert not model.records("bravo", queue)  # through another tenant: no
+    apps.queues.set_recording_policy("acme", queue, False)
+    catch_up(model, apps)
+    assert not model.records("acme", queue)
