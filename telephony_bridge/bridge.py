@@ -78,6 +78,8 @@ log = logging.getLogger(__name__)
 QUEUE_GROUP = "telephony-bridge"
 SUBJECT = f"{commands.PREFIX}.*.telephony.>"
 SEEN_COMMANDS = 10_000
+# The legs a call is there for: when one of them leaves, the call is over for everyone.
+ANCHOR_ROLES = frozenset({"customer", "customer_out", "origin"})
 # Roles whose answer is the answer of someone the call is for (not the caller's own leg).
 ANSWER_FACT_ROLES = frozenset({"agent", "transfer", "consult", "callee", "customer_out"})
 
@@ -244,6 +246,12 @@ class TelephonyBridge:
             await self._publish(facts.CallHungUp(**common, leg_id=channel, cause=cause))
             if leg.campaign is not None and not leg.answered:
                 await self._campaign_outcome(leg.campaign, fid, at, reached=False, reason=cause)
+            if leg.role in ANCHOR_ROLES:
+                # The call is over for everyone: whatever a switch does with the legs left
+                # (FreeSWITCH parks a leg with park_after_bridge), nobody stays on the line.
+                for other in self._call_legs(tenant, ref):
+                    with contextlib.suppress(NoSuchChannel):
+                        await self.driver.hangup(other, cause)
         elif isinstance(event, ChannelHeld) and leg.role in ("customer", "customer_out"):
             await self._publish(facts.CallHeld(**common))
         elif isinstance(event, ChannelResumed) and leg.role in ("customer", "customer_out"):

@@ -1,0 +1,129 @@
+"""The bridge on the FreeSWITCH driver, against an Event Socket peer (tests/eslpeer.py:
+real ESL framing, FreeSWITCH-shaped replies and events) and a real nats-server: an
+inbound call is reported and queued, routing's RingAgent rings the agent, the answer is
+bridged; then the switch connection drops mid-call, the caller hangs up while nobody
+listens, and after the reconnect every leg's end is one fact, none lost, none doubled."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import nats
+from eslpeer import EslPeer
+
+from connectors.facts import STREAM, ensure_facts_stream
+from domain.apps import DomainApps
+from domain.vocabulary import Package
+from projections.dialplan import DialplanReadModel
+from projections.replay import catch_up
+from telephony_bridge import commands
+from telephony_bridge.bridge import TelephonyBridge
+from telephony_bridge.freeswitch import FreeSwitchDriver
+
+HOTLINE = "+842873007777"
+
+
+async def wait_until(predicate: Any, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+def test_a_dropped_switch_connection_mid_call_loses_and_doubles_no_fact(
+    nats_url: str, tmp_path: Path
+) -> None:
+    tenant = f"fs{uuid.uuid4().hex[:8]}"
+    apps = DomainApps.build({"PERSISTENCE_MODULE": "eventstore", "NATS_URL": nats_url})
+    try:
+        apps.tenants.register(tenant, "FS Co", Package.CALL_CENTER, [HOTLINE])
+        queue = apps.queues.create(tenant, "Support")
+        apps.tenants.route_hotline(tenant, HOTLINE, "queue", queue)
+        dialplan = DialplanReadModel(tmp_path / "dialplan.sqlite")
+        catch_up(dialplan, apps)
+    finally:
+        apps.close()
+
+    async def scenario() -> list[dict[str, Any]]:
+        nc = await nats.connect(nats_url)
+        js = nc.jetstream()
+        await ensure_facts_stream(js)
+        seen: list[dict[str, Any]] = []
+
+        async def on_fact(msg: Any) -> None:
+            seen.append(msgspec.json.decode(msg.data))
+
+        sub = await nc.subscribe(f"facts.{tenant}.>", cb=on_fact)
+        async with EslPeer() as peer:
+            driver = FreeSwitchDriver(peer.host, peer.port, "ClueCon")
+            bridge = TelephonyBridge(nc, js, driver, dialplan, tmp_path / "recordings")
+            await bridge.start()
+            try:
+                customer = peer.inject_inbound("0901234567", "02873007777")
+                await wait_until(lambda: _kinds(seen)["CallQueued"] == 1)
+                ring = commands.RingAgent(
+                    command_id=str(uuid.uuid4()),
+                    tenant_id=tenant,
+                    call_id=uuid.uuid4(),
+                    call_ref=customer,
+                    agent_id=uuid.uuid4(),
+                    endpoint_kind="sip_phone",
+                    endpoint_address="1001",
+                    ring_timeout_seconds=20,
+                )
+                await nc.publish(commands.subject(tenant, ring), commands.encode(ring))
+                # The same command again (a redelivery): carried out once.
+                await nc.publish(commands.subject(tenant, ring), commands.encode(ring))
+                await wait_until(lambda: _kinds(seen)["CallAnswered"] == 1)
+                agent = next(f["leg_id"] for f in seen if f["type"] == "CallAnswered")
+                assert peer.channels[customer].bridged_to == agent
+
+                peer.drop_connections()
+                peer.hangup(customer, "NORMAL_CLEARING")  # while the bridge is not listening
+                await wait_until(lambda: driver.client.reconnects >= 1)
+                await wait_until(lambda: _kinds(seen)["CallHungUp"] == 2)
+                # Another drop and resync later: nothing new.
+                peer.drop_connections()
+                await wait_until(lambda: driver.client.reconnects >= 2)
+                await asyncio.sleep(0.5)
+                # The bridge goes on: a command for the gone call is a clear failure.
+                hold = commands.HoldCall(
+                    command_id=str(uuid.uuid4()), tenant_id=tenant, call_ref=customer
+                )
+                await nc.publish(commands.subject(tenant, hold), commands.encode(hold))
+                await wait_until(lambda: _kinds(seen)["TelephonyCommandFailed"] == 1)
+            finally:
+                await bridge.stop()
+        await sub.unsubscribe()
+        # What the stream kept (each fact once, by its id) is what was published.
+        stored = await js.subscribe(f"facts.{tenant}.>", stream=STREAM, ordered_consumer=True)
+        kept = [msgspec.json.decode((await stored.next_msg(timeout=5)).data) for _ in seen]
+        await nc.close()
+        assert sorted(f["fact_id"] for f in kept) == sorted(f["fact_id"] for f in seen)
+        return seen
+
+    facts = asyncio.run(scenario())
+    assert _kinds(facts) == Counter(
+        {
+            "CallStarted": 1,
+            "CallQueued": 1,
+            "CallAgentRinging": 1,
+            "CallAnswered": 1,
+            "CallHungUp": 2,
+            "TelephonyCommandFailed": 1,
+        }
+    )
+    hung = {f["leg_id"]: f["cause"] for f in facts if f["type"] == "CallHungUp"}
+    started = next(f for f in facts if f["type"] == "CallStarted")
+    assert started["caller_number"] == "+84901234567" and started["hotline"] == HOTLINE
+    assert started["caller_leg_id"] in hung and len(hung) == 2
+    assert len({f["fact_id"] for f in facts}) == len(facts)
+
+
+def _kinds(facts: list[dict[str, Any]]) -> Counter[str]:
+    return Counter(f["type"] for f in facts)
