@@ -5,7 +5,8 @@ Run: `python bench/routing_bench.py [--agents 200] [--rate 50] [--seconds 20] [-
 One run starts its own nats-server (as `cloudcc up` does, `sync_interval: always`),
 registers `--agents` available agents and one round-robin queue through the domain
 applications, and starts a real `cloudcc up` on that server (a subprocess with every
-service: the fact subscribers, all read models and process managers, HTTP). This
+service but the telephony bridge: the fact subscribers, all read models and process
+managers, HTTP). This
 process then plays the switch, as the telephony bridge will: `--rate` new calls a second,
 each a `CallStarted` and a `CallQueued` fact on NATS; when the instance's RingAgent
 command for a call arrives, the agent's leg rings (`CallAgentRinging`), answers after
@@ -127,7 +128,12 @@ def start_instance(
 # routing manager, and the other read models each in a process of their own, so that no
 # one GIL carries all of it.
 LAYOUTS = {
-    "embedded": {"cloudcc": "all"},
+    # Every service but the telephony bridge: this process plays the switch (and the
+    # bridge's part of it), so a bridge in the instance would answer the same commands.
+    "embedded": {"cloudcc": "facts,api,readmodels"},
+    # Only what the path from a queued call to a rung agent needs, in one process: what
+    # the routing path costs without the other read models competing for the GIL.
+    "lean": {"cloudcc": "facts,api,routing"},
     "split": {
         "facts": "facts,api",
         "routing": "routing",
@@ -330,7 +336,7 @@ def run(args: argparse.Namespace, data: Path) -> dict[str, Any]:
         queue = seed(server.url, args.agents)
         for name, services in LAYOUTS[args.layout].items():
             procs[name] = start_instance(server.url, data, name, services)
-        router = "cloudcc" if args.layout == "embedded" else "routing"
+        router = "routing" if args.layout == "split" else "cloudcc"
         deadline = time.monotonic() + 60
         while True:
             for name, (proc, _) in procs.items():
