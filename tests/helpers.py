@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,3 +46,40 @@ def private_server(tmp_path: Path, app: str) -> Iterator[tuple[NatsServer, JetSt
     finally:
         conn.close()
         server.stop()
+
+
+ROOT = Path(__file__).parent.parent
+
+
+@contextlib.contextmanager
+def running_instance(
+    data: Path, nats_url: str, port: int, **env: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A real `cloudcc up` (every service) on `nats_url`, data in `data`, until the block
+    ends; then SIGTERM, which must stop it cleanly. Its output is `data/up.log`: a file,
+    not a pipe, since nobody reads a pipe after start-up and a full one would block the
+    instance's next log line (and with it its event loop)."""
+    log = data / "up.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "deploy.cli", "up", "--port", str(port)],
+            cwd=ROOT,
+            env={**os.environ, "CLOUDCC_DATA": str(data), "NATS_URL": nats_url, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while "cloudcc is up:" not in log.read_text():
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "cloudcc up did not come up"
+            time.sleep(0.05)
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert code == 0, log.read_text()[-3000:]

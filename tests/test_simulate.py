@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import running_instance
 
 from deploy.natsserver import free_port
 
@@ -23,31 +22,8 @@ RATE, DURATION, CONCURRENCY, AGENTS = 5, 4, 20, 10
 @pytest.fixture(scope="module")
 def instance(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     data = tmp_path_factory.mktemp("simulate")
-    env = {
-        **os.environ,
-        "CLOUDCC_DATA": str(data),
-        "NATS_URL": nats_url,
-        "CLOUDCC_WRAP_UP_SECONDS": "0",
-    }
-    log = data / "up.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "deploy.cli", "up", "--port", str(free_port())],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while "cloudcc is up:" not in log.read_text():
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "cloudcc up did not come up"
-            time.sleep(0.05)
+    with running_instance(data, nats_url, free_port(), CLOUDCC_WRAP_UP_SECONDS="0"):
         yield data
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(20) == 0, log.read_text()[-3000:]
 
 
 def simulate(data: Path, *options: str) -> subprocess.CompletedProcess[str]:

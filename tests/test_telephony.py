@@ -8,11 +8,7 @@ gone, a malformed command."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,6 +20,7 @@ from typing import Any, TypeVar
 import msgspec
 import nats
 import pytest
+from helpers import running_instance
 
 from deploy.natsserver import free_port
 from domain.apps import DomainApps
@@ -49,29 +46,8 @@ MOBILE_AGENT = "+84977000222"
 @pytest.fixture(scope="module")
 def instance(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     data = tmp_path_factory.mktemp("telephony")
-    env = {
-        **os.environ,
-        "CLOUDCC_DATA": str(data),
-        "NATS_URL": nats_url,
-        "CLOUDCC_WRAP_UP_SECONDS": "0",
-    }
-    log = data / "up.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "deploy.cli", "up", "--port", str(free_port())],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 30
-    while "cloudcc is up:" not in log.read_text():
-        assert proc.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, "cloudcc up did not come up"
-        time.sleep(0.05)
-    yield data
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(20) == 0, log.read_text()[-3000:]
+    with running_instance(data, nats_url, free_port(), CLOUDCC_WRAP_UP_SECONDS="0"):
+        yield data
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 import httpx
 import nats
 import pytest
+from helpers import running_instance
 from nats.aio.msg import Msg
 
 from deploy.natsserver import free_port
@@ -29,26 +29,8 @@ ROOT = Path(__file__).parent.parent
 def instance(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     data = tmp_path_factory.mktemp("thin")
     port = free_port()
-    env = {**os.environ, "CLOUDCC_DATA": str(data), "NATS_URL": nats_url}
-    # A file, not a pipe: nobody reads a pipe after start-up, and a full one would block
-    # the instance's next log line (and with it its event loop).
-    log = data / "up.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "deploy.cli", "up", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 30
-    while "cloudcc is up:" not in log.read_text():
-        assert proc.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, "cloudcc up did not come up"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(20) == 0
+    with running_instance(data, nats_url, port):
+        yield f"http://127.0.0.1:{port}"
 
 
 def wait_for(fetch, predicate, timeout: float = 10.0):  # type: ignore[no-untyped-def]
