@@ -368,7 +368,7 @@ class TelephonyBridge:
         # In E.164 like every number the domain keeps, so that the same customer is found
         # whichever way the network presented their number (0901..., +84901..., 84901...).
         caller = _e164(event.caller_number) or event.caller_number or "anonymous"
-        self.legs[ref] = Leg(tenant, ref, "customer", number=caller)
+        leg = self.legs[ref] = Leg(tenant, ref, "customer", number=caller)
         await self._publish(
             facts.CallStarted(
                 fact_id=event.event_id,
@@ -381,6 +381,8 @@ class TelephonyBridge:
                 caller_leg_id=event.channel_id,
             )
         )
+        # Tagged like the legs the bridge creates, so that a restarted bridge knows it again.
+        await self.driver.set_variables(event.channel_id, self._variables(leg))
         await self.driver.answer(event.channel_id)
         await self._route_customer(route, ref, event.channel_id, event.event_id)
 

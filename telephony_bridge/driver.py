@@ -205,6 +205,10 @@ class Driver(Protocol):
 
     async def answer(self, channel_id: str) -> None: ...
 
+    async def set_variables(self, channel_id: str, variables: dict[str, str]) -> None:
+        """Tag a live channel (an inbound caller's, once the dialplan knows whose call it
+        is): later events and `channels()` carry the variables."""
+
     async def bridge(self, channel_a: str, channel_b: str) -> None: ...
 
     async def hold(self, channel_id: str) -> None: ...

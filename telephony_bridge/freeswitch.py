@@ -623,6 +623,18 @@ class FreeSwitchDriver:
             self._originating.pop(job_id, None)
             raise
 
+    async def set_variables(self, channel_id: str, variables: dict[str, str]) -> None:
+        pairs = []
+        for key, value in variables.items():
+            _check_value(key)
+            _check_value(value)
+            pairs.append(f"{key}={value}")
+        if pairs:
+            await self._api(f"uuid_setvar_multi {_id(channel_id)} {';'.join(pairs)}")
+        known = self._known.get(channel_id)
+        if known is not None:
+            known.variables.update(variables)
+
     async def answer(self, channel_id: str) -> None:
         await self._api(f"uuid_answer {_id(channel_id)}")
 

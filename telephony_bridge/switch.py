@@ -282,6 +282,9 @@ class BuiltinSwitch:
             raise SwitchError(f"channel {channel_id} exists")
         self._dial(channel_id, dial, caller_id_number, dict(variables))
 
+    async def set_variables(self, channel_id: str, variables: dict[str, str]) -> None:
+        self._get(channel_id).variables.update(variables)
+
     async def answer(self, channel_id: str) -> None:
         ch = self._get(channel_id)
         if ch.answered:

@@ -127,3 +127,57 @@ def test_a_dropped_switch_connection_mid_call_loses_and_doubles_no_fact(
 
 def _kinds(facts: list[dict[str, Any]]) -> Counter[str]:
     return Counter(f["type"] for f in facts)
+
+
+def test_a_restarted_bridge_knows_the_live_calls_again(nats_url: str, tmp_path: Path) -> None:
+    """The bridge's memory of a call is rebuilt from the variables it tagged the channels
+    with: after a restart, commands for a call it answered before still work."""
+    tenant = f"fs{uuid.uuid4().hex[:8]}"
+    apps = DomainApps.build({"PERSISTENCE_MODULE": "eventstore", "NATS_URL": nats_url})
+    try:
+        apps.tenants.register(tenant, "FS Co", Package.CALL_CENTER, ["+842873006666"])
+        queue = apps.queues.create(tenant, "Support")
+        apps.tenants.route_hotline(tenant, "+842873006666", "queue", queue)
+        dialplan = DialplanReadModel(tmp_path / "dialplan.sqlite")
+        catch_up(dialplan, apps)
+    finally:
+        apps.close()
+
+    async def scenario() -> list[dict[str, Any]]:
+        nc = await nats.connect(nats_url)
+        js = nc.jetstream()
+        await ensure_facts_stream(js)
+        seen: list[dict[str, Any]] = []
+
+        async def on_fact(msg: Any) -> None:
+            seen.append(msgspec.json.decode(msg.data))
+
+        await nc.subscribe(f"facts.{tenant}.>", cb=on_fact)
+        async with EslPeer() as peer:
+            first = TelephonyBridge(
+                nc, js, FreeSwitchDriver(peer.host, peer.port, "ClueCon"), dialplan, tmp_path
+            )
+            await first.start()
+            customer = peer.inject_inbound("0901234567", "02873006666")
+            await wait_until(lambda: _kinds(seen)["CallQueued"] == 1)
+            await first.stop()  # the process goes away; the switch keeps the call
+
+            second = TelephonyBridge(
+                nc, js, FreeSwitchDriver(peer.host, peer.port, "ClueCon"), dialplan, tmp_path
+            )
+            await second.start()
+            try:
+                hold = commands.HoldCall(
+                    command_id=str(uuid.uuid4()), tenant_id=tenant, call_ref=customer
+                )
+                await nc.publish(commands.subject(tenant, hold), commands.encode(hold))
+                await wait_until(lambda: _kinds(seen)["CallHeld"] == 1)
+            finally:
+                await second.stop()
+        await nc.close()
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert _kinds(seen)["TelephonyCommandFailed"] == 0
+    held = next(f for f in seen if f["type"] == "CallHeld")
+    assert held["tenant_id"] == tenant
