@@ -11,7 +11,7 @@ Layout, on the JetStream stream `FACTS` (subjects `facts.>`):
 | `facts.<tenant>.email` | `EmailReceived` |
 | `facts.<tenant>.sms` | `SmsReceived` |
 | `facts.<tenant>.facebook` | `FacebookMessageReceived`, `FacebookCommentReceived` |
-| `facts.<tenant>.call` | `CallStarted`, `CallQueued`, `CallAgentRinging`, `CallAnswered`, `CallHungUp`, `CallIvrStep`, `CallHeld`, `CallResumed`, `CallMuted`, `CallUnmuted`, `CallRecordingStarted`, `CallRecordingStopped`, `CallTransferred`, `CallTransferRequested`, `CallTransferCompleted`, `CallTransferCancelled`, `CallSupervised`, `CallForceEnded` |
+| `facts.<tenant>.call` | `CallStarted`, `CallQueued`, `CallAgentRinging`, `CallAnswered`, `CallHungUp`, `CallIvrStep`, `CallHeld`, `CallResumed`, `CallMuted`, `CallUnmuted`, `CallRecordingStarted`, `CallRecordingStopped`, `CallTransferred`, `CallTransferRequested`, `CallTransferCompleted`, `CallTransferCancelled`, `CallConferenceJoined`, `CallSupervised`, `CallForceEnded` |
 | `facts.<tenant>.telephony` | `TelephonyCommandFailed` (a command the switch could not carry out), `CallCampaignOutcome` |
 | `facts.parked.<tenant>` | payloads no handler could decode, with the reason (`Parked`) |
 
@@ -259,6 +259,13 @@ class CallTransferCancelled(Fact, frozen=True, kw_only=True, tag=True):
     call_ref: NonEmpty
 
 
+class CallConferenceJoined(Fact, frozen=True, kw_only=True, tag=True):
+    """The consulted party joined the customer and the agent in a three-way call."""
+
+    call_ref: NonEmpty
+    leg_id: NonEmpty
+
+
 class CallSupervised(Fact, frozen=True, kw_only=True, tag=True):
     """A supervisor's leg listens, whispers or barges in (CC19); again for a new mode."""
 
@@ -327,6 +334,7 @@ CallFact = (
     | CallTransferRequested
     | CallTransferCompleted
     | CallTransferCancelled
+    | CallConferenceJoined
     | CallSupervised
     | CallForceEnded
 )
@@ -364,6 +372,7 @@ _KIND_OF: Final[dict[type[Fact], str]] = {
     CallTransferRequested: "call",
     CallTransferCompleted: "call",
     CallTransferCancelled: "call",
+    CallConferenceJoined: "call",
     CallSupervised: "call",
     CallForceEnded: "call",
     TelephonyCommandFailed: "telephony",

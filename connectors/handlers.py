@@ -29,6 +29,7 @@ from connectors.facts import (
     CallAgentRinging,
     CallAnswered,
     CallCampaignOutcome,
+    CallConferenceJoined,
     CallFact,
     CallForceEnded,
     CallHeld,
@@ -251,6 +252,8 @@ def _call(fact: CallFact, calls: Calls) -> str:
         command = partial(Call.transfer_attended_complete, at=fact.at)
     elif isinstance(fact, CallTransferCancelled):
         command = partial(Call.transfer_attended_cancel, at=fact.at)
+    elif isinstance(fact, CallConferenceJoined):
+        command = partial(Call.join_conference, leg_id=fact.leg_id, at=fact.at)
     elif isinstance(fact, CallSupervised):
         command = partial(
             Call.supervise,

@@ -61,6 +61,7 @@ from telephony_bridge.driver import (
     ChannelMuted,
     ChannelResumed,
     ChannelUnmuted,
+    ConferenceJoined,
     Dial,
     Driver,
     EavesdropStarted,
@@ -272,6 +273,8 @@ class TelephonyBridge:
                     size_bytes=event.size,
                 )
             )
+        elif isinstance(event, ConferenceJoined) and leg.role == "consult":
+            await self._publish(facts.CallConferenceJoined(**common, leg_id=channel))
         elif isinstance(event, EavesdropStarted) and leg.role == "supervisor":
             await self._publish(
                 facts.CallSupervised(
@@ -640,6 +643,8 @@ class TelephonyBridge:
             await self._consult(command, common)
         elif isinstance(command, commands.CompleteTransfer | commands.CancelTransfer):
             await self._end_consult(command, common)
+        elif isinstance(command, commands.ThreeWay):
+            await self._three_way(command)
         elif isinstance(command, commands.Supervise):
             await self._supervise(command)
 
@@ -709,6 +714,18 @@ class TelephonyBridge:
             await self.driver.bridge(customer, stays)
         elif leaves in self.legs:
             await self.driver.hangup(leaves, "NORMAL_CLEARING")
+
+    async def _three_way(self, command: commands.ThreeWay) -> None:
+        tenant, ref = command.tenant_id, command.call_ref
+        customer = self._customer(tenant, ref)
+        agent, consult = self.consulting.get((tenant, ref), (None, None))
+        if agent is None or consult is None or not self.legs.get(consult, Leg("", "", "")).answered:
+            raise LookupError(f"call {ref} has no answered consult leg to talk with")
+        await self.driver.unhold(customer)
+        # The three leave their bridges for one room; the transfer is over as a transfer
+        # (the agent may now leave the other two).
+        del self.consulting[(tenant, ref)]
+        await self.driver.conference(ref, [customer, agent, consult])
 
     async def _supervise(self, command: commands.Supervise) -> None:
         tenant, ref = command.tenant_id, command.call_ref

@@ -144,6 +144,11 @@ class CancelTransfer(CallCommand, frozen=True, kw_only=True, tag=True):
     """The consult leg is dropped; the agent is back with the customer."""
 
 
+class ThreeWay(CallCommand, frozen=True, kw_only=True, tag=True):
+    """During an attended transfer: the customer, the agent and the consulted party talk
+    together in a conference (CC19); the agent may then leave the other two."""
+
+
 class Supervise(CallCommand, frozen=True, kw_only=True, tag=True):
     """A supervisor listens, whispers to the agent or barges in (CC19); their endpoint is
     rung first, and a second Supervise changes the mode."""
@@ -170,6 +175,7 @@ AnyCommand = (
     | ConsultTransfer
     | CompleteTransfer
     | CancelTransfer
+    | ThreeWay
     | Supervise
 )
 

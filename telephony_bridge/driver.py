@@ -146,6 +146,12 @@ class EavesdropStarted(SwitchEvent, frozen=True, kw_only=True, tag=True):
     mode: SupervisionMode
 
 
+class ConferenceJoined(SwitchEvent, frozen=True, kw_only=True, tag=True):
+    """`channel_id` talks in conference `room`: everyone there hears everyone (group talk)."""
+
+    room: str
+
+
 class ChannelHungUp(SwitchEvent, frozen=True, kw_only=True, tag=True):
     cause: str  # FreeSWITCH's Hangup-Cause, e.g. NORMAL_CLEARING, NO_ANSWER, USER_BUSY
 
@@ -165,6 +171,7 @@ AnySwitchEvent = (
     | RecordingStarted
     | RecordingStopped
     | EavesdropStarted
+    | ConferenceJoined
     | ChannelHungUp
 )
 
@@ -240,6 +247,10 @@ class Driver(Protocol):
     ) -> None:
         """The (answered) supervisor leg listens in on the target leg's call in `mode`;
         called again, it changes the mode."""
+
+    async def conference(self, room: str, channel_ids: list[str]) -> None:
+        """Move the (answered, not held) channels into conference `room`, out of their
+        bridges: group talk, e.g. a three-way call (ConferenceJoined for each)."""
 
     async def play(self, channel_id: str, prompt: str) -> None:
         """Play a prompt to the channel (PlaybackFinished when done)."""

@@ -88,6 +88,7 @@ from telephony_bridge.driver import (
     ChannelState,
     ChannelUnbridged,
     ChannelUnmuted,
+    ConferenceJoined,
     Dial,
     DigitsCollected,
     DtmfReceived,
@@ -214,9 +215,9 @@ class _SnapshotItem:
 
 @dataclass
 class _SynthItem:
-    kind: Literal["muted", "unmuted", "eavesdrop"]
+    kind: Literal["muted", "unmuted", "eavesdrop", "conference"]
     channel_id: str
-    target: str = ""
+    target: str = ""  # eavesdrop: the target channel; conference: the room
     mode: SupervisionMode = SupervisionMode.LISTEN
 
 
@@ -458,6 +459,17 @@ class FreeSwitchDriver:
                     mode=item.mode,
                 )
             )
+        if item.kind == "conference":
+            key = f"{anchor}|conference:{item.target}|{channel}"
+            return self._report(
+                ConferenceJoined(
+                    event_id=event_id(key),
+                    at=now,
+                    channel_id=channel,
+                    variables=variables,
+                    room=item.target,
+                )
+            )
         cls = ChannelMuted if item.kind == "muted" else ChannelUnmuted
         key = f"{anchor}|{item.kind}|{channel}"
         return self._report(
@@ -646,6 +658,15 @@ class FreeSwitchDriver:
 
     async def unhold(self, channel_id: str) -> None:
         await self._api(f"uuid_hold off {_id(channel_id)}")
+
+    async def conference(self, room: str, channel_ids: list[str]) -> None:
+        # mod_conference reports members as CUSTOM conference::maintenance events, which
+        # the driver does not subscribe to: each join is reported once its transfer is
+        # accepted, like a mute.
+        _check_value(room)
+        for channel in channel_ids:
+            await self._api(f"uuid_transfer {_id(channel)} conference:{room}@default inline")
+            self._queue.put_nowait(_SynthItem("conference", channel, room))
 
     async def mute(self, channel_id: str) -> None:
         await self._api(f"uuid_audio {_id(channel_id)} start read mute 1")

@@ -52,6 +52,7 @@ from telephony_bridge.driver import (
     ChannelState,
     ChannelUnbridged,
     ChannelUnmuted,
+    ConferenceJoined,
     Dial,
     DigitsCollected,
     DtmfReceived,
@@ -125,6 +126,7 @@ class _Channel:
     bridged_to: str | None = None
     connected_once: bool = False
     eavesdrop: tuple[str, SupervisionMode] | None = None  # (target, mode) of a supervisor
+    room: str | None = None  # the conference it talks in
     eavesdroppers: set[str] = field(default_factory=set)
     recordings: dict[str, float] = field(default_factory=dict)  # path -> start time
     collect: _Collect | None = None
@@ -217,6 +219,8 @@ class BuiltinSwitch:
         if listener is speaker or speaker.muted or speaker.held or listener.held:
             return False
         if listener.bridged_to == speaker.id:
+            return True
+        if listener.room is not None and listener.room == speaker.room:
             return True
         if listener.eavesdrop is not None:
             target = self._channels.get(listener.eavesdrop[0])
@@ -393,6 +397,39 @@ class BuiltinSwitch:
         self._connected(sup)
         self._emit(EavesdropStarted(**self._head(sup), target_channel_id=target.id, mode=mode))
 
+    async def conference(self, room: str, channel_ids: list[str]) -> None:
+        chans = [self._get(c) for c in channel_ids]
+        for ch in chans:
+            if not ch.answered or ch.held:
+                raise SwitchError(f"{ch.id} is not answered, or is held")
+        moving = {ch.id for ch in chans}
+        left_behind = []
+        for ch in chans:
+            self._leave_room(ch)
+            self._leave_eavesdrop(ch)
+            self._drop_collect(ch)
+            if ch.bridged_to is not None:
+                peer = self._unbridge(ch)
+                if peer.id not in moving:
+                    left_behind.append(peer)
+        for ch in chans:
+            ch.room = room
+            self._emit(ConferenceJoined(**self._head(ch), room=room))
+            self._connected(ch)
+        for peer in left_behind:
+            self._after_bridge(peer, peer_moved=True)
+
+    def _leave_room(self, ch: _Channel) -> None:
+        """`ch` leaves its conference; one alone in a room is treated like a channel
+        whose bridge ended (hung up unless it parks)."""
+        room, ch.room = ch.room, None
+        if room is None:
+            return
+        rest = [c for c in self._channels.values() if c.room == room and c is not ch]
+        if len(rest) == 1:
+            rest[0].room = None
+            self._after_bridge(rest[0], peer_moved=False)
+
     async def play(self, channel_id: str, prompt: str) -> None:
         ch = self._get(channel_id)
         if not ch.answered:
@@ -498,6 +535,8 @@ class BuiltinSwitch:
             if not ch.answered:  # bridging a ringing inbound leg answers it
                 self._mark_answered(ch)
         left_behind = [self._unbridge(ch) for ch in (a, b) if ch.bridged_to is not None]
+        for ch in (a, b):
+            self._leave_room(ch)
         for ch, other in ((a, b), (b, a)):
             self._leave_eavesdrop(ch)
             self._drop_collect(ch)
@@ -554,6 +593,7 @@ class BuiltinSwitch:
         for path in list(ch.recordings):
             self._finish_recording(ch, path)
         self._emit(ChannelHungUp(**self._head(ch), cause=cause))
+        self._leave_room(ch)
         if peer is not None:
             self._after_bridge(peer, peer_moved=False)
         for sup_id in list(ch.eavesdroppers):

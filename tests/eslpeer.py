@@ -458,6 +458,13 @@ class EslPeer:
     def _transfer(self, ch: PeerChannel, args: list[str]) -> None:
         target = args[0]
         partner = self.channels.get(ch.bridged_to) if ch.bridged_to else None
+        if target.startswith("conference:"):
+            # Into a conference room: out of its bridge; the partner (moving too, in a
+            # three-way) is left alone, as the conference app does.
+            if partner is not None:
+                self._unbridge(ch, partner)
+            ch.variables["conference_name"] = target.split(":", 1)[1].split("@")[0]
+            return
         if partner is not None:
             self._unbridge(ch, partner)
             if partner.variables.get("park_after_bridge") != "true":

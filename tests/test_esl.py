@@ -23,6 +23,7 @@ from telephony_bridge.driver import (
     ChannelResumed,
     ChannelUnbridged,
     ChannelUnmuted,
+    ConferenceJoined,
     Dial,
     DigitsCollected,
     DtmfReceived,
@@ -465,3 +466,31 @@ def test_resync_replayed_from_the_same_history_gives_the_same_ids() -> None:
     assert first == second
     assert first[-1] == ("ChannelHungUp", event_id("ch-1|hangup"))
     assert len(first) == 3
+
+
+def test_a_conference_moves_each_leg_and_reports_each_join_and_tags_a_leg() -> None:
+    async def body(peer: EslPeer, driver: FreeSwitchDriver, rec: Recorder) -> None:
+        customer = peer.inject_inbound("+1555", "8000")
+        await rec.one(ChannelCreated, customer)
+        await driver.answer(customer)
+        await driver.set_variables(customer, {"cloudcc_tenant": "t1", "cloudcc_call_ref": "c-9"})
+        assert peer.channels[customer].variables["cloudcc_call_ref"] == "c-9"
+        assert sent(peer, "api uuid_setvar_multi") == [
+            f"api uuid_setvar_multi {customer} cloudcc_tenant=t1;cloudcc_call_ref=c-9"
+        ]
+        agent = "66666666-6666-4666-8666-666666666666"
+        await driver.originate(agent, Dial(kind=EndpointKind.SIP_PHONE, address="1001"), "1", VARS)
+        await rec.one(ChannelAnswered, agent)
+        await driver.bridge(customer, agent)
+        await driver.conference("c-9", [customer, agent])
+        assert sent(peer, "api uuid_transfer") == [
+            f"api uuid_transfer {customer} conference:c-9@default inline",
+            f"api uuid_transfer {agent} conference:c-9@default inline",
+        ]
+        joined = [await rec.one(ConferenceJoined, c) for c in (customer, agent)]
+        assert [j.room for j in joined] == ["c-9", "c-9"]
+        assert joined[0].variables.get("cloudcc_call_ref") == "c-9"
+        with pytest.raises(NoSuchChannel):
+            await driver.conference("c-9", ["77777777-7777-4777-8777-777777777777"])
+
+    run(with_driver(body))

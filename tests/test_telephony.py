@@ -605,3 +605,46 @@ def test_a_vip_call_reaches_an_agent_on_a_mobile_and_is_recorded_by_policy(
     assert ended is not None and ended["ended_at"]
     [recording] = ended["recordings"]
     assert Path(recording["uri"]).is_file() and recording["duration_seconds"] >= 0.4
+
+
+def test_a_three_way_call_then_the_agent_leaves_the_other_two(
+    nats_url: str, apps: DomainApps, center: dict[str, Any]
+) -> None:
+    ref, an = answered_call(nats_url, apps, "0903000004")
+    binh = center["agents"]["binh"]
+    asyncio.run(panel(nats_url, "party", {"address": "2002", "party": {"answer_after": 0.2}}))
+    target = commands.Target(agent_id=binh, endpoint_kind="sip_phone", address="2002")
+    consult = commands.ConsultTransfer(
+        command_id=cmd_id(), tenant_id=TENANT, call_ref=ref, from_leg_id=an["leg_id"], to=target
+    )
+    asyncio.run(send(nats_url, consult))
+
+    def binh_leg(c: dict[str, Any] | None) -> dict[str, Any] | None:
+        legs = [leg for leg in (c or {}).get("legs", []) if leg["user_id"] == str(binh)]
+        return legs[0] if legs and legs[0]["answered_at"] else None
+
+    call = wait_for(lambda: call_view(apps, ref), lambda c: binh_leg(c) is not None)
+    leg = binh_leg(call)
+    assert leg is not None, call
+    asyncio.run(
+        send(nats_url, commands.ThreeWay(command_id=cmd_id(), tenant_id=TENANT, call_ref=ref))
+    )
+    joined = wait_for(lambda: call_view(apps, ref), lambda c: bool(c and c["conference_leg_ids"]))
+    assert joined is not None and joined["conference_leg_ids"] == [leg["leg_id"]]
+    everyone = [ref, an["leg_id"], leg["leg_id"]]
+    for listener in everyone:
+        for speaker in everyone:
+            if listener != speaker:
+                assert hears(nats_url, listener, speaker), (listener, speaker)
+    # The agent leaves; the customer and Binh go on talking.
+    asyncio.run(panel(nats_url, "hangup", {"channel_id": an["leg_id"]}))
+    left = wait_for(
+        lambda: call_view(apps, ref),
+        lambda c: bool(c) and any(g["leg_id"] == an["leg_id"] and g["ended_at"] for g in c["legs"]),  # type: ignore[index]
+    )
+    assert left is not None and not left["ended_at"] and not left["held"]
+    assert hears(nats_url, ref, leg["leg_id"]) and hears(nats_url, leg["leg_id"], ref)
+    asyncio.run(
+        send(nats_url, commands.HangUpCall(command_id=cmd_id(), tenant_id=TENANT, call_ref=ref))
+    )
+    assert wait_for(lambda: call_view(apps, ref), lambda c: bool(c and c["ended_at"]))

@@ -24,6 +24,7 @@ from telephony_bridge.driver import (
     ChannelCreated,
     ChannelHungUp,
     ChannelUnbridged,
+    ConferenceJoined,
     Dial,
     DigitsCollected,
     DtmfReceived,
@@ -616,3 +617,49 @@ def test_five_hundred_calls_are_bridged_at_once() -> None:
         await switch.close()
 
     asyncio.run(main())
+
+
+# ------------------------------------------------------------------------------ conference
+def test_a_conference_lets_everyone_hear_everyone_and_ends_with_its_last_but_one() -> None:
+    async def scenario(switch: BuiltinSwitch, rec: Recorder) -> None:
+        customer, agent = await connected_call(switch, rec)
+        await switch.originate("consult", MOBILE, "+18005550100", AGENT_VARS)
+        await rec.wait_for(ChannelAnswered, "consult")
+        with pytest.raises(SwitchError):  # a held channel does not join
+            await switch.hold(customer)
+            await switch.conference("room-1", [customer, agent, "consult"])
+        await switch.unhold(customer)
+        await switch.conference("room-1", [customer, agent, "consult"])
+        await switch.idle()
+        assert [rec.last(ConferenceJoined, c).room for c in (customer, agent, "consult")] == [
+            "room-1"
+        ] * 3
+        people = [customer, agent, "consult"]
+        assert all(switch.hears(a, b) for a in people for b in people if a != b)
+        await switch.mute("consult")
+        assert not switch.hears(customer, "consult") and switch.hears("consult", customer)
+        await switch.unmute("consult")
+        # The agent leaves: the other two talk on; then one of them leaves, and the last
+        # one, alone, is hung up like a channel whose bridge ended.
+        await switch.hangup(agent)
+        await switch.idle()
+        assert switch.hears(customer, "consult")
+        await switch.hangup("consult")
+        await switch.idle()
+        assert rec.last(ChannelHungUp, customer).cause == "NORMAL_CLEARING"
+
+    run(scenario)
+
+
+def test_a_conference_of_two_of_three_leaves_the_third_to_the_after_bridge_rule() -> None:
+    async def scenario(switch: BuiltinSwitch, rec: Recorder) -> None:
+        customer, agent = await connected_call(switch, rec)
+        other = switch.place_inbound_call("+15550000002", "+18005550100")
+        await switch.answer(other)
+        await switch.conference("room-2", [customer, other])
+        await switch.idle()
+        # The agent's bridge ended because its peer moved away: hung up (no park).
+        assert rec.last(ChannelHungUp, agent) is not None
+        assert switch.hears(customer, other)
+
+    run(scenario)
