@@ -11,7 +11,7 @@ Layout, on the JetStream stream `FACTS` (subjects `facts.>`):
 | `facts.<tenant>.email` | `EmailReceived` |
 | `facts.<tenant>.sms` | `SmsReceived` |
 | `facts.<tenant>.facebook` | `FacebookMessageReceived`, `FacebookCommentReceived` |
-| `facts.<tenant>.call` | `CallStarted`, `CallQueued`, `CallAgentRinging`, `CallAnswered`, `CallHungUp`, `CallIvrStep`, `CallHeld`, `CallResumed`, `CallMuted`, `CallUnmuted`, `CallRecordingStarted`, `CallRecordingStopped`, `CallTransferred`, `CallTransferRequested`, `CallTransferCompleted`, `CallTransferCancelled`, `CallConferenceJoined`, `CallSupervised`, `CallForceEnded` |
+| `facts.<tenant>.call` | `CallStarted`, `CallQueued`, `CallAgentRinging`, `CallAnswered`, `CallHungUp`, `CallIvrStep`, `CallHeld`, `CallResumed`, `CallMuted`, `CallUnmuted`, `CallRecordingStarted`, `CallRecordingStopped`, `CallTransferred`, `CallTransferRequested`, `CallTransferCompleted`, `CallTransferCancelled`, `CallConferenceJoined`, `CallSupervised`, `CallTakenOver`, `CallForceEnded` |
 | `facts.<tenant>.telephony` | `TelephonyCommandFailed` (a command the switch could not carry out), `CallCampaignOutcome` |
 | `facts.parked.<tenant>` | payloads no handler could decode, with the reason (`Parked`) |
 
@@ -274,6 +274,14 @@ class CallSupervised(Fact, frozen=True, kw_only=True, tag=True):
     mode: Literal["listen", "whisper", "barge"]
 
 
+class CallTakenOver(Fact, frozen=True, kw_only=True, tag=True):
+    """The supervisor on `leg_id` took the call over from the agent on `from_leg_id`."""
+
+    call_ref: NonEmpty
+    leg_id: NonEmpty
+    from_leg_id: NonEmpty
+
+
 class CallForceEnded(Fact, frozen=True, kw_only=True, tag=True):
     """A supervisor hung the call up for everybody (CC19)."""
 
@@ -336,6 +344,7 @@ CallFact = (
     | CallTransferCancelled
     | CallConferenceJoined
     | CallSupervised
+    | CallTakenOver
     | CallForceEnded
 )
 TelephonyFact = TelephonyCommandFailed | CallCampaignOutcome
@@ -374,6 +383,7 @@ _KIND_OF: Final[dict[type[Fact], str]] = {
     CallTransferCancelled: "call",
     CallConferenceJoined: "call",
     CallSupervised: "call",
+    CallTakenOver: "call",
     CallForceEnded: "call",
     TelephonyCommandFailed: "telephony",
     CallCampaignOutcome: "telephony",

@@ -41,6 +41,7 @@ from connectors.facts import (
     CallResumed,
     CallStarted,
     CallSupervised,
+    CallTakenOver,
     CallTransferCancelled,
     CallTransferCompleted,
     CallTransferred,
@@ -260,6 +261,10 @@ def _call(fact: CallFact, calls: Calls) -> str:
             supervisor=_leg(fact.supervisor_leg),
             mode=SupervisionMode(fact.mode),
             at=fact.at,
+        )
+    elif isinstance(fact, CallTakenOver):
+        command = partial(
+            Call.take_over, supervisor_leg_id=fact.leg_id, from_leg_id=fact.from_leg_id, at=fact.at
         )
     elif isinstance(fact, CallForceEnded):
         command = partial(Call.force_end, supervisor_id=fact.supervisor_id, at=fact.at)

@@ -216,6 +216,22 @@ class Calls(TenantApplication):
     ) -> None:
         self.change(tenant_id, call_id, Call, lambda c: c.end_supervision(leg_id, at, fact_id))
 
+    def take_over(
+        self,
+        tenant_id: str,
+        call_id: UUID,
+        supervisor_leg_id: str,
+        from_leg_id: str,
+        at: datetime,
+        fact_id: str | None = None,
+    ) -> None:
+        self.change(
+            tenant_id,
+            call_id,
+            Call,
+            lambda c: c.take_over(supervisor_leg_id, from_leg_id, at, fact_id),
+        )
+
     def hang_up(
         self,
         tenant_id: str,

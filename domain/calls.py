@@ -24,6 +24,7 @@ domain.call_service.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid5
@@ -217,6 +218,13 @@ class Call(TenantAggregate):
 
     class SupervisionEnded(CallEvent):
         leg_id: str
+
+    class TakenOver(CallEvent):
+        """A supervisor listening in takes the call over (CC19): their leg talks with the
+        customer from now on, as the agent's did, and the agent's leg leaves."""
+
+        leg_id: str
+        from_leg_id: str
 
     class LegHungUp(CallEvent):
         """One leg left and the call goes on (a rung agent who did not answer, say)."""
@@ -496,6 +504,14 @@ class Call(TenantAggregate):
     def _end_supervision(self, leg_id: str, at: datetime, fact_id: str | None) -> None:
         self._end_leg(leg_id, "supervision_ended", at)
 
+    @event(TakenOver)
+    def _take_over(self, leg_id: str, from_leg_id: str, at: datetime, fact_id: str | None) -> None:
+        self.supervision.pop(leg_id, None)
+        leg = self.legs[leg_id]
+        # From now on a talking party like the agent: the call ends when it leaves.
+        leg.spec = replace(leg.spec, party=PartyKind.AGENT)
+        self._end_leg(from_leg_id, "taken_over", at)
+
     @event(LegHungUp)
     def _hang_up_leg(self, leg_id: str, cause: str, at: datetime, fact_id: str | None) -> None:
         self._end_leg(leg_id, cause, at)
@@ -765,6 +781,23 @@ class Call(TenantAggregate):
         if leg_id not in self.supervision:
             raise NotSupervising(f"leg {leg_id} is not supervising this call")
         self._end_supervision(leg_id=leg_id, at=aware(at, InvalidCall), fact_id=fact_id)
+
+    def take_over(
+        self, supervisor_leg_id: str, from_leg_id: str, at: datetime, fact_id: str | None = None
+    ) -> None:
+        """The supervisor listening on `supervisor_leg_id` takes the call from the agent on
+        `from_leg_id`, who leaves (CC19: barge and take over)."""
+        if self._seen(fact_id):
+            return
+        if supervisor_leg_id not in self.supervision:
+            raise NotSupervising(f"leg {supervisor_leg_id} is not supervising this call")
+        self._require_transfer_from(from_leg_id)
+        self._take_over(
+            leg_id=supervisor_leg_id,
+            from_leg_id=from_leg_id,
+            at=aware(at, InvalidCall),
+            fact_id=fact_id,
+        )
 
     def hang_up(self, leg_id: str, cause: str, at: datetime, fact_id: str | None = None) -> None:
         """A leg hung up; the call ends with it when that leaves no conversation (see module)."""

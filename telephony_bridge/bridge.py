@@ -647,6 +647,8 @@ class TelephonyBridge:
             await self._three_way(command)
         elif isinstance(command, commands.Supervise):
             await self._supervise(command)
+        elif isinstance(command, commands.TakeOver):
+            await self._take_over(command, common)
 
     async def _transfer(self, command: commands.TransferCall, common: dict[str, Any]) -> None:
         tenant, ref = command.tenant_id, command.call_ref
@@ -762,6 +764,33 @@ class TelephonyBridge:
             supervise=(talking[-1], mode),
         )
         await self._dial(sup, None, self.legs[self._customer(tenant, ref)].number)
+
+    async def _take_over(self, command: commands.TakeOver, common: dict[str, Any]) -> None:
+        tenant, ref = command.tenant_id, command.call_ref
+        customer = self._customer(tenant, ref)
+        sup = next(
+            (
+                c
+                for c, leg in self.legs.items()
+                if (leg.tenant_id, leg.call_ref, leg.role, leg.user_id)
+                == (tenant, ref, "supervisor", str(command.supervisor_id))
+                and leg.answered
+                and leg.supervise is not None
+            ),
+            None,
+        )
+        if sup is None:
+            raise LookupError(f"supervisor {command.supervisor_id} is not listening to {ref}")
+        leg = self.legs[sup]
+        agent = leg.supervise[0] if leg.supervise else ""
+        await self._publish(
+            facts.CallTakenOver(**common, call_ref=ref, leg_id=sup, from_leg_id=agent)
+        )
+        leg.role, leg.supervise = "agent", None
+        await self.driver.bridge(customer, sup)
+        # Its bridge gone, the agent's leg would be parked by a switch that parks: ended.
+        with contextlib.suppress(NoSuchChannel):
+            await self.driver.hangup(agent, "NORMAL_CLEARING")
 
     async def _originate(self, command: commands.Originate) -> None:
         """An outbound call (AX2, B2): from the hotline asked for, else a random one of the

@@ -159,6 +159,13 @@ class Supervise(CallCommand, frozen=True, kw_only=True, tag=True):
     mode: str  # listen | whisper | barge
 
 
+class TakeOver(CallCommand, frozen=True, kw_only=True, tag=True):
+    """The supervisor listening in (Supervise first) takes the call from the agent, who
+    leaves (CC19)."""
+
+    supervisor_id: UUID
+
+
 AnyCommand = (
     RingAgent
     | StopRinging
@@ -177,6 +184,7 @@ AnyCommand = (
     | CancelTransfer
     | ThreeWay
     | Supervise
+    | TakeOver
 )
 
 _encoder = msgspec.json.Encoder()

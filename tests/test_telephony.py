@@ -697,3 +697,43 @@ def test_a_three_way_call_then_the_agent_leaves_the_other_two(
         send(nats_url, commands.HangUpCall(command_id=cmd_id(), tenant_id=TENANT, call_ref=ref))
     )
     assert wait_for(lambda: call_view(apps, ref), lambda c: bool(c and c["ended_at"]))
+
+
+def test_a_supervisor_takes_a_call_over(
+    nats_url: str, apps: DomainApps, center: dict[str, Any]
+) -> None:
+    ref, an = answered_call(nats_url, apps, "0903000005")
+    chi = center["supervisor"]
+    asyncio.run(panel(nats_url, "party", {"address": "2900", "party": {"answer_after": 0.2}}))
+    listen = commands.Supervise(
+        command_id=cmd_id(),
+        tenant_id=TENANT,
+        call_ref=ref,
+        supervisor_id=chi,
+        endpoint_kind="sip_phone",
+        address="2900",
+        mode="listen",
+    )
+    asyncio.run(send(nats_url, listen))
+
+    def supervisor_leg(c: dict[str, Any] | None) -> dict[str, Any] | None:
+        legs = [g for g in (c or {}).get("legs", []) if g["user_id"] == str(chi)]
+        return legs[0] if legs else None
+
+    listening = wait_for(lambda: call_view(apps, ref), lambda c: supervisor_leg(c) is not None)
+    sup = supervisor_leg(listening)
+    assert sup is not None and sup["supervision"] == "listen"
+    take = commands.TakeOver(command_id=cmd_id(), tenant_id=TENANT, call_ref=ref, supervisor_id=chi)
+    asyncio.run(send(nats_url, take))
+
+    def taken(c: dict[str, Any] | None) -> bool:
+        leg = supervisor_leg(c)
+        return bool(leg and leg["party"] == "agent")
+
+    call = wait_for(lambda: call_view(apps, ref), taken)
+    assert call is not None and taken(call) and not call["ended_at"]
+    [agent_leg] = [g for g in call["legs"] if g["leg_id"] == an["leg_id"]]
+    assert agent_leg["ended_at"]
+    assert hears(nats_url, ref, sup["leg_id"]) and hears(nats_url, sup["leg_id"], ref)
+    asyncio.run(panel(nats_url, "hangup", {"channel_id": ref}))
+    assert wait_for(lambda: call_view(apps, ref), lambda c: bool(c and c["ended_at"]))

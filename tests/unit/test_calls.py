@@ -543,6 +543,26 @@ def test_a_supervisor_hanging_up_does_not_end_the_call(calls: Calls) -> None:
     assert calls.get(TENANT, call_id)["ended_at"] is None
 
 
+def test_a_supervisor_takes_the_call_over_and_the_agent_leaves(calls: Calls) -> None:
+    call_id = answered_inbound(calls)
+    sup = LegSpec.supervisor("s-1", SUPERVISOR, EndpointKind.SIP_PHONE, "1900")
+    with pytest.raises(NotSupervising):  # only one listening in may take over
+        calls.take_over(TENANT, call_id, "s-1", "a-1", t(35))
+    calls.supervise(TENANT, call_id, sup, SupervisionMode.BARGE, t(30))
+    calls.take_over(TENANT, call_id, "s-1", "a-1", t(40), fact_id="f-1")
+    calls.take_over(TENANT, call_id, "s-1", "a-1", t(40), fact_id="f-1")  # a repeat: no-op
+    call = calls.get(TENANT, call_id)
+    legs = {leg["leg_id"]: leg for leg in call["legs"]}
+    assert legs["a-1"]["ended_at"] and legs["s-1"]["supervision"] is None
+    assert legs["s-1"]["party"] == "agent" and call["ended_at"] is None
+    # The agent's switch leg hanging up afterwards changes nothing; the supervisor's ends
+    # the call, as the agent's would have.
+    calls.hang_up(TENANT, call_id, "a-1", "NORMAL_CLEARING", t(41))
+    assert calls.get(TENANT, call_id)["ended_at"] is None
+    calls.hang_up(TENANT, call_id, "s-1", "NORMAL_CLEARING", t(90))
+    assert calls.get(TENANT, call_id)["ended_at"] is not None
+
+
 def test_cannot_supervise_an_unanswered_call(calls: Calls) -> None:
     call_id = inbound(calls)
     sup = LegSpec.supervisor("s-1", SUPERVISOR, EndpointKind.WEBRTC, "1900")
