@@ -62,6 +62,13 @@ log = logging.getLogger(__name__)
 _decode = msgspec.json.decode
 
 
+# An on-call agent whose legs on the call they are on have all ended (the call goes on).
+LEFT_THE_CALL = (
+    "(EXISTS (SELECT 1 FROM call_agent_legs l WHERE l.call_id = a.work_id AND l.user_id = a.id) "
+    "AND NOT EXISTS (SELECT 1 FROM call_agent_legs l WHERE l.call_id = a.work_id "
+    "AND l.user_id = a.id AND l.ended = 0))"
+)
+
 # How long an offer this process made is trusted before its events arrive: past that,
 # the tables are the truth again (an event store hiccup must not freeze an item).
 INFLIGHT_SECONDS = 10.0
@@ -105,12 +112,13 @@ class Router(RoutingState, ProcessManager):
             agents = [
                 dict(r)
                 for r in db.execute(
-                    "SELECT * FROM agents a WHERE active = 1 AND (presence = 'ringing' "
+                    f"SELECT a.*, {LEFT_THE_CALL} AS left_call FROM agents a "
+                    "WHERE active = 1 AND (presence = 'ringing' "
                     "OR (presence = 'wrap_up' AND since <= ?) "
                     "OR (presence = 'on_call' AND (EXISTS (SELECT 1 FROM calls c "
                     "WHERE c.id = a.work_id AND c.ended_at IS NOT NULL) OR EXISTS (SELECT 1 "
                     "FROM conversations v WHERE v.id = a.work_id "
-                    "AND v.status IN ('resolved', 'closed')))))",
+                    f"AND v.status IN ('resolved', 'closed')) OR {LEFT_THE_CALL})))",
                     (cutoff,),
                 )
             ]
@@ -162,8 +170,8 @@ class Router(RoutingState, ProcessManager):
                 agents += [
                     dict(r)
                     for r in db.execute(
-                        "SELECT * FROM agents WHERE active = 1 AND presence = 'available' "
-                        "AND takes_calls = 1 AND endpoints != '[]'"
+                        "SELECT *, 0 AS left_call FROM agents WHERE active = 1 "
+                        "AND presence = 'available' AND takes_calls = 1 AND endpoints != '[]'"
                     )
                 ]
         finally:
@@ -277,9 +285,15 @@ class Router(RoutingState, ProcessManager):
         """Agents whose ring was ended (timed out, withdrawn) just as they answered: the
         switch connected them, so they are on the call, whatever the offer's fate."""
         jobs: list[Job] = []
+        # The one routing's offer reached, and anyone else the switch put on the call and
+        # who answered: a transfer's or a consult's target, an outbound call's agent.
         rows = db.execute(
             "SELECT a.id, a.tenant_id, c.id FROM calls c JOIN agents a ON a.id = c.answered_by "
             "WHERE c.answered_by IS NOT NULL AND c.ended_at IS NULL "
+            "AND a.active = 1 AND a.presence = 'available' "
+            "UNION SELECT a.id, a.tenant_id, c.id FROM call_agent_legs l "
+            "JOIN agents a ON a.id = l.user_id JOIN calls c ON c.id = l.call_id "
+            "WHERE l.answered = 1 AND l.ended = 0 AND c.ended_at IS NULL "
             "AND a.active = 1 AND a.presence = 'available'"
         ).fetchall()
         for aid, tenant, call_id in rows:
@@ -342,7 +356,13 @@ class Router(RoutingState, ProcessManager):
                 return lambda: self._end_ring(ctx, agent, None, "withdrawn")
             if self._ring_expired(agent, conversation["queue_id"], queues, now):
                 return lambda: self._end_ring(ctx, agent, None, "timed_out")
-        elif presence == Presence.ON_CALL and call is not None and call["ended_at"]:
+        elif (
+            presence == Presence.ON_CALL
+            and call is not None
+            and (call["ended_at"] or agent.get("left_call"))
+        ):
+            # Over for them: the call ended, or they left it going on (transferred it,
+            # handed it to a supervisor, hung up their leg of a three-way).
             wrap_up = self.wrap_up_seconds > 0
             return step(
                 "call_ended", lambda: agents.end_interaction(tenant, UUID(aid), work, wrap_up)

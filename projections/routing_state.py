@@ -7,6 +7,7 @@ projections.routing for what it does with them).
 | `queues` | queues | routing rules, ring timeout, max wait, fallbacks, schedule |
 | `calendars`, `tenant_ids` | tenants | business calendars by name (CC11) |
 | `calls`, `call_last_agent` | calls | calls waiting in a queue, who answered, who last talked with a number (CC10) |
+| `call_agent_legs` | calls | each agent's legs on live calls, answered or not, ended or not (presence follows transfers, consults, outbound and internal calls) |
 | `conversations`, `conversation_last_agent` | conversations | conversations waiting in a queue, assignee, status |
 | `routings`, `cursors` | routing | what the manager decided: who rings, who timed out, fallbacks; the round-robin cursor per queue (AX12) |
 
@@ -90,6 +91,11 @@ class RoutingState(SqliteReadModel):
         )""",
         "CREATE INDEX IF NOT EXISTS routings_by_work ON routings (work_id)",
         "CREATE TABLE IF NOT EXISTS cursors (queue_id TEXT PRIMARY KEY, agent_id TEXT NOT NULL)",
+        """CREATE TABLE IF NOT EXISTS call_agent_legs (
+            call_id TEXT NOT NULL, leg_id TEXT NOT NULL, user_id TEXT NOT NULL,
+            answered INTEGER NOT NULL, ended INTEGER NOT NULL, PRIMARY KEY (call_id, leg_id)
+        )""",
+        "CREATE INDEX IF NOT EXISTS call_agent_legs_by_user ON call_agent_legs (user_id, call_id)",
     )
 
     # ------------------------------------------------------------------ the tables
@@ -242,7 +248,10 @@ class RoutingState(SqliteReadModel):
                 "INSERT INTO calls VALUES (?, ?, ?, ?, NULL, NULL, NULL, ?, NULL)",
                 (cid, e.tenant_id, e.call_ref, e.customer_number, dump(legs)),
             )
+            # The agent placing an outbound or internal call is on it from the start.
+            _agent_leg(db, cid, e.legs[0], answered=True)
             return
+        self._on_agent_legs(db, cid, e)
         row = db.execute("SELECT * FROM calls WHERE id = ?", (cid,)).fetchone()
         if row is None:
             return
@@ -270,6 +279,44 @@ class RoutingState(SqliteReadModel):
             db.execute("UPDATE calls SET ended_at = ? WHERE id = ?", (iso(e.at), cid))
             # Deterministic pruning (it depends on this stream's events only).
             db.execute("DELETE FROM calls WHERE ended_at < ?", (iso(e.at - KEEP_ENDED),))
+
+    @staticmethod
+    def _on_agent_legs(db: sqlite3.Connection, cid: str, e: Any) -> None:
+        """Which agents are on which call, leg by leg: for presence to follow what the
+        switch did besides routing's own offers (transfers, consults, take-overs)."""
+        ended: str | None = None
+        if isinstance(e, Call.AgentRang):
+            _agent_leg(db, cid, e.leg)
+        elif isinstance(e, Call.TransferRequested):
+            _agent_leg(db, cid, e.consult_leg)
+        elif isinstance(e, Call.Transferred):
+            _agent_leg(db, cid, e.to_leg)
+            ended = e.from_leg_id
+        elif isinstance(e, Call.Answered):
+            db.execute(
+                "UPDATE call_agent_legs SET answered = 1 WHERE call_id = ? AND leg_id = ?",
+                (cid, e.leg_id),
+            )
+        elif isinstance(e, Call.TakenOver):
+            row = db.execute("SELECT legs FROM calls WHERE id = ?", (cid,)).fetchone()
+            user = _decode(row[0]).get(e.leg_id) if row else None
+            if user:
+                db.execute(
+                    "INSERT OR REPLACE INTO call_agent_legs VALUES (?, ?, ?, 1, 0)",
+                    (cid, e.leg_id, user),
+                )
+            ended = e.from_leg_id
+        elif isinstance(e, Call.LegHungUp):
+            ended = e.leg_id
+        elif isinstance(e, Call.TransferCancelled):
+            ended = e.consult_leg_id
+        elif isinstance(e, Call.Ended):
+            db.execute("DELETE FROM call_agent_legs WHERE call_id = ?", (cid,))
+        if ended is not None:
+            db.execute(
+                "UPDATE call_agent_legs SET ended = 1 WHERE call_id = ? AND leg_id = ?",
+                (cid, ended),
+            )
 
     @staticmethod
     def _add_leg(db: sqlite3.Connection, row: sqlite3.Row, leg: dict[str, Any]) -> None:
@@ -363,3 +410,13 @@ class RoutingState(SqliteReadModel):
 
 def _encode_or_none(value: Any) -> str | None:
     return None if value is None else dump(value)
+
+
+def _agent_leg(
+    db: sqlite3.Connection, call_id: str, leg: dict[str, Any], *, answered: bool = False
+) -> None:
+    if leg.get("party") == "agent" and leg.get("user_id"):
+        db.execute(
+            "INSERT OR IGNORE INTO call_agent_legs VALUES (?, ?, ?, ?, 0)",
+            (call_id, leg["leg_id"], str(leg["user_id"]), int(answered)),
+        )

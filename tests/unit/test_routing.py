@@ -451,3 +451,48 @@ def test_a_rebuild_gives_the_same_tables_in_any_stream_order(world: World, tmp_p
     again = Reversed(tmp_path / "reversed.sqlite")
     catch_up(again, world.apps)
     assert compare(world.router.connect(), again.connect()) == []
+
+
+def test_presence_follows_a_blind_transfer_and_an_outbound_call(world: World) -> None:
+    """The switch puts agents on calls routing never offered them (a transfer's target,
+    an outbound call's agent) and takes them off calls that go on (the transferring
+    agent): their presence follows the legs."""
+    first, second = world.agent(ACME, "First"), world.agent(ACME, "Second")
+    call = world.call(ACME, world.queue(ACME, policy=RoutingPolicy.ROUND_ROBIN))
+    world.act()
+    taker = world.answer(ACME, call)
+    other = second if taker == first else first
+    world.act()
+    assert world.presence(ACME, taker) == Presence.ON_CALL
+    leg = f"call-1-{taker}"
+    target = LegSpec.agent("t-1", other, EndpointKind.SIP_PHONE, "sip:x@pbx")
+    world.apps.calls.transfer_blind(ACME, call, leg, target, world.now)
+    world.act()
+    assert world.presence(ACME, taker) == Presence.WRAP_UP  # left the call, which goes on
+    assert world.presence(ACME, other) == Presence.AVAILABLE  # rung, not answered yet
+    world.apps.calls.answer(ACME, call, "t-1", world.now)
+    decided = world.act()
+    assert ("on_answered_call", ACME, str(call), str(other)) in decided
+    assert world.presence(ACME, other) == Presence.ON_CALL
+    world.end(ACME, call)
+    world.offset += timedelta(seconds=11)
+    world.act()
+    world.act()
+    assert world.presence(ACME, other) == Presence.AVAILABLE
+    assert world.presence(ACME, taker) == Presence.AVAILABLE
+
+    # An outbound call: its agent is on it from the start, and free again at its end.
+    out = world.apps.calls.start_outbound(
+        ACME,
+        "out-1",
+        "19001234",
+        LegSpec.agent("o-a", taker, EndpointKind.SIP_PHONE, "sip:x@pbx"),
+        LegSpec.customer("o-c", "0907000111"),
+        world.now,
+    )
+    world.act()
+    assert world.presence(ACME, taker) == Presence.ON_CALL
+    world.apps.calls.answer(ACME, out, "o-c", world.now)
+    world.apps.calls.hang_up(ACME, out, "o-c", "NORMAL_CLEARING", world.now)
+    world.act()
+    assert world.presence(ACME, taker) == Presence.WRAP_UP
