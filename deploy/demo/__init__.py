@@ -2,7 +2,8 @@
 contact center at once.
 
 - `seed`: tenant "demo" and everything in it, created only where missing;
-- `traffic`: the customers, the switch, the SMS gateway and the agents, simulated;
+- `traffic`: the customers, the callers and agents' phones (on the built-in switch's panel),
+  the SMS gateway and the agents, simulated;
 - `service`: `DemoService`, which seeds, then keeps the traffic flowing until stopped.
 """
 

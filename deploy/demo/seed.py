@@ -2,13 +2,13 @@
 
 `seed(apps)` sets up tenant "demo" (Contact Center package, one hotline, a 24/7 business
 calendar "office" in Asia/Ho_Chi_Minh): 12 agents, a supervisor and a tenant admin with
-skills, departments, a pickup group and endpoints; four queues, one per routing policy,
-with waiting rules and fallbacks; an IVR menu leading to them; an SLA policy; reply
-templates in Vietnamese and English; 50 customers; an SMS campaign. It only creates what
-is missing, found by name in the event store (the aggregates' ids are random), so a
-second `up --demo`, or one after a crash half-way through, duplicates nothing. Customers
-get the ids the channel connectors derive from an identity
-(`Customers.register_for_identity`), so their own messages find them.
+skills, departments, a pickup group and endpoints the switch rings; four queues, one per
+routing policy, with waiting rules and fallbacks; an IVR menu leading to them, which the
+hotline leads into; an SLA policy; reply templates in Vietnamese and English; 50
+customers; an SMS campaign. It only creates what is missing, found by name in the event
+store (the aggregates' ids are random), so a second `up --demo`, or one after a crash
+half-way through, duplicates nothing. Customers get the ids the channel connectors derive
+from an identity (`Customers.register_for_identity`), so their own messages find them.
 """
 
 from __future__ import annotations
@@ -183,8 +183,11 @@ QUEUES: tuple[QueueSpec, ...] = (
 )
 
 IVR_NAME = "Tổng đài chính"
-# The menu's DTMF keys and the queue each leads to; 9 leaves a voicemail.
+# The menu's DTMF keys and the queue each leads to (a QueueSpec key each, so every queue
+# takes calls from the menu); VOICEMAIL_KEY leaves a voicemail.
 IVR_KEYS = {"1": "technical", "2": "billing", "3": "english", "0": "general"}
+VOICEMAIL_KEY = "9"
+MENU_TIMEOUT, MENU_ATTEMPTS = 6, 3  # seconds to press a key; plays, then to_general
 
 
 def _ivr_nodes(queues: dict[str, UUID]) -> list[Node]:
@@ -201,9 +204,12 @@ def _ivr_nodes(queues: dict[str, UUID]) -> list[Node]:
             NodeKind.MENU,
             prompt="Hỗ trợ kỹ thuật, bấm phím 1. Cước và thanh toán, bấm phím 2. For "
             "English, press 3. Để lại lời nhắn, bấm phím 9. Gặp tổng đài viên, bấm phím 0.",
-            choices={**{key: f"to_{queue}" for key, queue in IVR_KEYS.items()}, "9": "voicemail"},
-            timeout_seconds=6,
-            max_attempts=3,
+            choices={
+                **{key: f"to_{queue}" for key, queue in IVR_KEYS.items()},
+                VOICEMAIL_KEY: "voicemail",
+            },
+            timeout_seconds=MENU_TIMEOUT,
+            max_attempts=MENU_ATTEMPTS,
             fallback="to_general",
         ),
         *(Node(f"to_{key}", NodeKind.QUEUE, queue_id=queues[key]) for key in IVR_KEYS.values()),
@@ -443,6 +449,10 @@ def seed(apps: DomainApps, now: datetime | None = None) -> DemoSetup:
             apps.ivr.set_node(TENANT, flow, node)
         apps.ivr.set_entry(TENANT, flow, "greeting")
         version = apps.ivr.publish(TENANT, flow)
+    # The telephony bridge walks the hotline's calls into the flow its route names. Also
+    # on every later seed (no event when unchanged): a demo seeded before the bridge
+    # existed has its hotline unrouted, and the bridge would refuse its calls.
+    apps.tenants.route_hotline(TENANT, HOTLINE, "ivr", flow)
 
     policies = {e.name: e.originator_id for e in created_events(apps.sla, SlaPolicy.Created)}
     policy = policies.get(SLA_NAME)

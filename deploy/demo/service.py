@@ -18,7 +18,6 @@ from deploy.demo.seed import TENANT, seed
 from deploy.demo.traffic import Traffic
 from deploy.settings import SettingsError
 from projections.boards import AgentBoardReadModel
-from projections.inbox import InboxReadModel
 
 if TYPE_CHECKING:
     from deploy.services import DomainService
@@ -74,7 +73,6 @@ class DemoService:
         try:
             setup = await domain.runner(seed, domain.apps)
             board = domain.readmodels["agent_board"]
-            inbox = domain.readmodels.get("inbox")
             assert isinstance(board, AgentBoardReadModel)
             traffic = Traffic(
                 domain.apps,
@@ -83,7 +81,6 @@ class DemoService:
                 runtime.nc.jetstream(),
                 runtime.nc,
                 board,
-                inbox if isinstance(inbox, InboxReadModel) else None,
                 speed=self.speed,
                 calls_per_minute=self.calls_per_minute,
                 messages_per_minute=self.messages_per_minute,

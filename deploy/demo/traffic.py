@@ -2,27 +2,28 @@
 
 It plays the outside world only, through the same doors the real world uses:
 
-- the customers: inbound calls and their IVR choices, chats, emails, SMS, Messenger
-  messages and Facebook comments, published as facts (connectors.facts) that the fact
-  handlers turn into calls and conversations;
-- the switch: it answers the telephony commands the routing process manager sends
-  (`cmd.demo.telephony.>`: RingAgent, StopRinging, SendToFallback) with the facts a
-  switch reports (CallAgentRinging, CallAnswered, CallHungUp);
+- the callers and the agents' phones, on the built-in switch's panel
+  (telephony_bridge.switchctl): each call is placed with a party that says which menu
+  keys the caller presses, how long they talk and when they give up; each agent's
+  endpoint with one that says how soon it is picked up. The telephony bridge does the
+  rest as it would with real phones: it answers, walks the hotline's IVR flow, queues
+  the call, rings the agent routing picks, bridges, reports the hang-ups;
+- the customers' chats, emails, SMS, Messenger messages and Facebook comments, published
+  as facts (connectors.facts) that the fact handlers turn into conversations;
 - the SMS gateway of the campaign: it "delivers" what the campaign runner sends;
-- the agents, as their UI would: they watch the agent board, accept what rings for them,
-  reply (sometimes from a template), raise tickets, resolve, take breaks.
+- the agents, as their UI would: they watch the agent board, accept the conversations
+  offered to them, reply (sometimes from a template), raise tickets, resolve, take breaks.
 
 Routing, ring timeouts, overflow, wrap-up and SLA timers are the product's own process
-managers, untouched. Two things have no fact kind yet and are domain commands here: an
-IVR step (`Calls.ivr_step`) and a call the PBX ends itself (`Calls.end`: voicemail, a
-closed-queue message). Inbound message facts start conversations without a queue (the
+managers, untouched. Inbound message facts start conversations without a queue (the
 connectors do not route), so the traffic moves each new conversation it caused to the
 queue its channel and topic call for (`Conversations.move_to_queue`); it knows the
 conversation's id because the id follows from the thread (`thread_conversation_id`).
 
-Durations (IVR, ringing, talking, breaks, replies) are divided by `speed`, arrival rates
-multiplied by it. The queues' ring timeouts and max waits and the router's wrap-up are
-the product's, in real seconds.
+Durations (talking, patience, picking up, breaks, replies) are divided by `speed`,
+arrival rates multiplied by it. The switch's prompts and the IVR's digit timeouts, the
+queues' ring timeouts and max waits and the router's wrap-up are the product's, in real
+seconds.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
+import msgspec
 from eventsourcing.persistence import IntegrityError
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -45,11 +47,6 @@ from nats.js import JetStreamContext
 
 from connectors import commands as messages
 from connectors.facts import (
-    CallAgentRinging,
-    CallAnswered,
-    CallHungUp,
-    CallQueued,
-    CallStarted,
     ChatMessageReceived,
     EmailReceived,
     FacebookCommentReceived,
@@ -63,20 +60,22 @@ from deploy.demo.seed import (
     HOTLINE,
     HOTLINE_DISPLAY,
     IVR_KEYS,
+    MENU_ATTEMPTS,
+    MENU_TIMEOUT,
     TENANT,
     TENANT_NAME,
+    VOICEMAIL_KEY,
     DemoCustomer,
     DemoSetup,
 )
 from domain.apps import DomainApps
 from domain.base import DomainError, NotFound
-from domain.calls import Call
 from domain.conversations import thread_conversation_id
 from domain.tickets import TicketKind
 from domain.vocabulary import Channel, Priority
 from projections.boards import AgentBoardReadModel
-from projections.inbox import InboxReadModel
-from telephony_bridge import commands as telephony
+from telephony_bridge.switchctl import PREFIX as PANEL
+from telephony_bridge.switchctl import HangUp, PartySpec, PlaceCall, SetParty
 
 log = logging.getLogger(__name__)
 
@@ -195,29 +194,15 @@ OPENING = (
     "call",
 )
 MESSAGE_MIX = {"chat": 35, "email": 20, "sms": 15, "messenger": 20, "facebook_comment": 10}
+# What Vietnamese-speaking callers choose in the menu, by queue; English speakers press 3.
+CALL_MIX = {"technical": 40, "billing": 30, "general": 30}
+_KEY_OF = {queue: key for key, queue in IVR_KEYS.items()}
+# The greeting and the menu on the built-in switch (a second a prompt, then the key):
+# switch seconds, which are real ones whatever the demo's speed.
+IVR_SECONDS = 3.0
 
 
 # ---------------------------------------------------------------------- the traffic
-@dataclass
-class _LiveCall:
-    """A call the simulated switch carries: its legs and how far it got."""
-
-    ref: str
-    id: UUID
-    customer: DemoCustomer
-    customer_leg: str
-    legs: int = 0  # agent legs so far, for their ids
-    steps: int = 0  # IVR steps so far, for their fact ids
-    ringing: dict[UUID, str] = field(default_factory=dict)  # agent -> leg
-    answered_leg: str | None = None
-    fallback: str | None = None  # "voicemail" | "message" once routing gave up
-    ended: bool = False
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def fact_id(self, what: str) -> str:
-        return f"{self.ref}:{what}"
-
-
 @dataclass
 class _Thread:
     """A conversation the traffic starts: who, about what, and how they write into it."""
@@ -240,7 +225,7 @@ def _new_fact_id() -> str:
 
 
 class Traffic:
-    """Customers, the switch, the SMS gateway and the agents, until `stop()`."""
+    """Customers, callers, the SMS gateway and the agents, until `stop()`."""
 
     def __init__(
         self,
@@ -250,7 +235,6 @@ class Traffic:
         js: JetStreamContext,
         nc: Any,
         board: AgentBoardReadModel,
-        inbox: InboxReadModel | None = None,
         *,
         speed: float = 1.0,
         calls_per_minute: float = 4.0,
@@ -265,7 +249,6 @@ class Traffic:
         self.js = js
         self.nc = nc
         self.board = board
-        self.inbox = inbox
         self.speed = speed
         self.calls_per_minute = calls_per_minute
         self.messages_per_minute = messages_per_minute
@@ -273,13 +256,12 @@ class Traffic:
         self.rng = rng or random.Random()
         self.tick = tick
         self.stats: Counter[str] = Counter()
-        self._calls: dict[UUID, _LiveCall] = {}
         self._threads: dict[UUID, _Thread] = {}
         self._working: set[UUID] = set()
         self._finished: dict[UUID, float] = {}  # conversation -> when it was resolved
         self._rings: set[tuple[str, str]] = set()  # (agent, work) rings already seen
         self._returning: set[str] = set()  # agents whose return from a break is planned
-        self._commands: dict[str, None] = {}  # command ids handled, oldest first
+        self._commands: dict[str, None] = {}  # send command ids handled, oldest first
         self._tasks: set[asyncio.Task[Any]] = set()
         self._subscriptions: list[Subscription] = []
         # Our own share of the domain's worker threads: the fact handlers use them too.
@@ -291,15 +273,16 @@ class Traffic:
 
     # ------------------------------------------------------------------ running
     async def start(self) -> None:
-        calls_end = await self._domain(self._calls_end)
+        phones = await self._domain(self._agent_phones)
+        distracted = self.rng.sample(phones, min(3, len(phones)))
+        await self._pick_up(phones, distracted)  # before the first call rings anyone
         self._subscriptions = [
-            await self.nc.subscribe(f"{telephony.PREFIX}.{TENANT}.telephony.>", cb=self._on_switch),
             await self.nc.subscribe(f"{messages.PREFIX}.{TENANT}.*.send", cb=self._on_send),
         ]
         self._spawn(self._arrivals())
+        self._spawn(self._phones(phones, distracted))
         self._spawn(self._agents())
         self._spawn(self._breaks())
-        self._spawn(self._drop_stale_calls(calls_end))
 
     async def stop(self) -> None:
         for subscription in self._subscriptions:
@@ -308,17 +291,14 @@ class Traffic:
             except Exception as error:  # noqa: BLE001 - NATS may be gone already
                 log.debug("demo: unsubscribe: %s", error)
         self._subscriptions = []
-        # A switch that stops drops its calls; without this they would wait for ever.
-        live = [c for c in self._calls.values() if not c.ended]
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if live:
-            ending = [asyncio.ensure_future(self._end_call(c.id, "demo_stopped")) for c in live]
-            _, late = await asyncio.wait(ending, timeout=5)
-            for task in late:
-                task.cancel()
+        try:
+            await asyncio.wait_for(self._hang_up_all(), 10)
+        except TimeoutError:
+            log.warning("demo: the switch did not hang up the demo's calls in time")
 
     def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.ensure_future(self._guarded(work))
@@ -359,9 +339,6 @@ class Traffic:
         await publish_fact(self.js, fact)
         self.stats["facts"] += 1
 
-    def _calls_end(self) -> int:
-        return int(self.apps.calls.recorder.max_notification_id() or 0)
-
     # ------------------------------------------------------------------ arrivals
     async def _arrivals(self) -> None:
         per_second = (self.calls_per_minute + self.messages_per_minute) * self.speed / 60
@@ -379,266 +356,98 @@ class Traffic:
                     scenario = self.rng.choices(kinds, weights)[0]
             kind, _, variant = scenario.partition(":")
             if kind == "call":
-                # A bound keeps a slow machine from piling up callers without end.
-                if sum(not c.ended for c in self._calls.values()) < 40:
-                    self._spawn(self._inbound_call(variant))
+                self._spawn(self._call(variant))
             else:
                 self._spawn(self._message(Channel(kind)))
 
-    # ------------------------------------------------------------------ calls: the caller
-    async def _inbound_call(self, variant: str) -> None:
+    # ------------------------------------------------------------------ calls
+    async def _panel(self, verb: str, request: Any) -> dict[str, Any] | None:
+        """A request to the built-in switch's panel; None if it refused or is not there."""
+        try:
+            reply = await self.nc.request(f"{PANEL}.{verb}", msgspec.json.encode(request), 5)
+            answer: dict[str, Any] = msgspec.json.decode(reply.data)
+        except Exception as error:  # noqa: BLE001 - no panel, a timeout: the rest goes on
+            answer = {"error": f"{type(error).__name__}: {error}"}
+        if "error" in answer:
+            # Loud once: on FreeSWITCH there is no panel, and so no demo calls.
+            say = log.debug if self.stats["panel_errors"] else log.warning
+            say("demo: %s.%s: %s", PANEL, verb, answer["error"])
+            self.stats["panel_errors"] += 1
+            return None
+        return answer
+
+    def _agent_phones(self) -> list[str]:
+        """The addresses the switch rings the call-taking agents on, as routing names them."""
+        phones = []
+        for aid in self.setup.agents.values():
+            agent: dict[str, Any] = self.apps.agents.get(TENANT, aid)
+            if agent["takes_calls"] and agent["endpoints"]:
+                first = agent["endpoints"][0]
+                phones.append(first["address"] or f"{first['kind']}:{aid}")
+        return phones
+
+    async def _pick_up(self, phones: list[str], distracted: list[str]) -> None:
+        for phone in phones:
+            # The distracted ones now and then never answer: the queue's ring timeout
+            # passes the call on to someone else.
+            never = phone in distracted and self.rng.random() < 0.5
+            party = PartySpec(answer_after=None if never else self.rng.uniform(1, 6) / self.speed)
+            await self._panel("party", SetParty(address=phone, party=party))
+
+    async def _phones(self, phones: list[str], distracted: list[str]) -> None:
+        while True:
+            await self._sleep(60, 180)
+            await self._pick_up(phones, distracted)
+
+    async def _call(self, variant: str) -> None:
+        live = await self._panel("channels", {})
+        # A bound keeps a slow machine from piling up callers without end.
+        if live is None or sum(c["direction"] == "inbound" for c in live["channels"]) >= 40:
+            return
         customer = self.rng.choice(self.setup.customers)
-        ref = f"demo-{uuid4().hex[:16]}"
-        call = _LiveCall(ref, Call.create_id(TENANT, ref), customer, f"{ref}-c")
-        self._calls[call.id] = call
-        self.stats["calls"] += 1
-        try:
-            await self._caller(call, variant)
-        finally:
-            if call.fallback is None:  # else the switch is still ending it (_on_fallback)
-                call.ended = True
-            # Kept a while: the router's StopRinging for it may still be on its way.
-            asyncio.get_running_loop().call_later(60, self._calls.pop, call.id, None)
+        party = self._caller(customer, variant)
+        call = PlaceCall(caller_number=customer.phone, hotline=HOTLINE, party=party)
+        if await self._panel("call", call) is not None:
+            self.stats["calls"] += 1
 
-    async def _caller(self, call: _LiveCall, variant: str) -> None:
-        await self._fact(
-            CallStarted(
-                fact_id=call.fact_id("started"),
-                tenant_id=TENANT,
-                at=datetime.now(UTC),
-                call_ref=call.ref,
-                direction="inbound",
-                hotline=HOTLINE,
-                caller_number=call.customer.phone,
-                caller_leg_id=call.customer_leg,
-            )
-        )
-        if not await self._call_exists(call):
-            return
-        queue = await self._ivr(call, variant)
-        if queue is None:
-            return
-        await self._fact(
-            CallQueued(
-                fact_id=call.fact_id("queued"),
-                tenant_id=TENANT,
-                at=datetime.now(UTC),
-                call_ref=call.ref,
-                queue_id=queue,
-            )
-        )
-        # Patience: most wait a while; some give up quickly whatever happens.
-        patience = self.rng.uniform(6, 20) if self.rng.random() < 0.1 else self.rng.uniform(40, 200)
-        deadline = clock.monotonic() + patience / self.speed
-        while call.answered_leg is None and call.fallback is None:
-            left = deadline - clock.monotonic()
-            if left <= 0:
-                self.stats["abandoned"] += 1
-                await self._hang_up(call, call.customer_leg, "caller_abandoned")
-                return
-            call.changed.clear()
-            try:
-                await asyncio.wait_for(call.changed.wait(), left)
-            except TimeoutError:
-                pass
-        if call.fallback is not None:
-            return  # voicemail or a message: the switch ends it (see _on_fallback)
-        self.stats["answered"] += 1
-        await self._sleep(20, 120)
-        if call.ended:
-            return
-        agent_leg = call.answered_leg
-        who = call.customer_leg if self.rng.random() < 0.7 or agent_leg is None else agent_leg
-        await self._hang_up(call, who, "normal_clearing")
-
-    async def _call_exists(self, call: _LiveCall) -> bool:
-        # The IVR's steps are commands on the call: they wait until the fact started it.
-        deadline = clock.monotonic() + 20
-        while clock.monotonic() < deadline:
-            try:
-                await self._domain(self.apps.calls.get, TENANT, call.id)
-                return True
-            except NotFound:
-                await asyncio.sleep(0.1)
-        log.debug("demo: call %s never started", call.ref)
-        return False
-
-    async def _ivr(self, call: _LiveCall, variant: str) -> UUID | None:
-        """Walk the IVR as a caller would; the queue chosen, or None if the call ended."""
-        flow, version, calls = self.setup.ivr_flow, self.setup.ivr_version, self.apps.calls
-
-        async def step(node: str, digits: str | None) -> None:
-            call.steps += 1
-            at, fact_id = datetime.now(UTC), call.fact_id(f"ivr:{call.steps}")
-            args = (TENANT, call.id, flow, version, node, digits, at, fact_id)
-            await self._domain(calls.ivr_step, *args)
-
-        await step("greeting", None)
-        await self._sleep(3, 6)
-        if variant == "hang_up_in_ivr" or self.rng.random() < 0.04:
-            self.stats["abandoned"] += 1
-            await self._hang_up(call, call.customer_leg, "caller_hung_up_in_ivr")
-            return None
-        await step("menu", None)
-        await self._sleep(3, 8)
-        if self.rng.random() < 0.08:  # no key pressed in time: the menu plays again
-            await step("menu", None)
-            await self._sleep(3, 8)
-        if variant == "voicemail" or self.rng.random() < 0.03:
-            await step("voicemail", "9")
+    def _caller(self, customer: DemoCustomer, variant: str) -> PartySpec:
+        """What the caller does on the line: the bridge answers, walks the IVR with their
+        keys, queues them and rings an agent; the switch plays this party meanwhile."""
+        rng, speed = self.rng, self.speed
+        if customer.language == "en":
+            key = _KEY_OF["english"]
+        else:
+            key = _KEY_OF[rng.choices(list(CALL_MIX), list(CALL_MIX.values()))[0]]
+        if variant == "hang_up_in_ivr" or rng.random() < 0.04:
+            self.stats["hung_up_in_ivr"] += 1
+            return PartySpec(digits=key, abandon_after=rng.uniform(0.5, IVR_SECONDS - 1))
+        if variant == "voicemail" or rng.random() < 0.03:
             self.stats["voicemail"] += 1
-            await self._sleep(8, 25)
-            await self._end_call(call.id, "voicemail")
-            call.ended = True
-            return None
-        if call.customer.language == "en":
-            key = "3"
-        else:
-            key = self.rng.choices(("1", "2", "0"), (40, 30, 30))[0]
-        await step(f"to_{IVR_KEYS[key]}", key)
-        return self.setup.queues[IVR_KEYS[key]]
-
-    async def _hang_up(self, call: _LiveCall, leg: str, cause: str) -> None:
-        if call.ended:
-            return
-        if leg == call.customer_leg or leg == call.answered_leg:
-            call.ended = True  # either party leaving a two-party call ends it
-        await self._fact(
-            CallHungUp(
-                fact_id=call.fact_id(f"hangup:{leg}"),
-                tenant_id=TENANT,
-                at=datetime.now(UTC),
-                call_ref=call.ref,
-                leg_id=leg,
-                cause=cause,
-            )
-        )
-        call.changed.set()
-
-    async def _end_call(self, call_id: UUID, cause: str) -> None:
-        """The PBX ends a call itself (no fact kind says so yet: a domain command)."""
-        at = datetime.now(UTC)
-        await self._quietly(self.apps.calls.end, TENANT, call_id, cause, at, f"{call_id}:end")
-
-    # ------------------------------------------------------------------ calls: the switch
-    async def _on_switch(self, msg: Msg) -> None:
-        try:
-            command = telephony.decode(msg.data)
-        except Exception as error:  # noqa: BLE001 - not ours to judge: skip it
-            log.debug("demo: undecodable telephony command: %s", error)
-            return
-        if command.tenant_id != TENANT or not self._first_time(command.command_id):
-            return
-        if isinstance(command, telephony.RingAgent):
-            self._spawn(self._ring(command))
-        elif isinstance(command, telephony.StopRinging):
-            self._spawn(self._stop_ringing(command))
-        elif isinstance(command, telephony.SendToFallback):
-            self._spawn(self._on_fallback(command))
-        # Originate: no call campaign in the demo, and nobody clicks to call.
-
-    def _first_time(self, command_id: str) -> bool:
-        if command_id in self._commands:
-            return False
-        self._commands[command_id] = None
-        while len(self._commands) > 10_000:
-            del self._commands[next(iter(self._commands))]
-        return True
-
-    async def _ring(self, command: telephony.RingAgent) -> None:
-        call = self._calls.get(command.call_id)
-        if call is None:
-            # Not a call of this run: its caller went with the switch that carried it.
-            await self._end_call(command.call_id, "switch_restarted")
-            return
-        if call.ended or call.answered_leg is not None:
-            return
-        call.legs += 1
-        leg = f"{call.ref}-a{call.legs}"
-        call.ringing[command.agent_id] = leg
-        await self._fact(
-            CallAgentRinging(
-                fact_id=call.fact_id(f"ring:{leg}"),
-                tenant_id=TENANT,
-                at=datetime.now(UTC),
-                call_ref=call.ref,
-                leg_id=leg,
-                agent_id=command.agent_id,
-                agent_endpoint=command.endpoint_kind,
-                address=command.endpoint_address,
-            )
-        )
-        if self.rng.random() > self.answer_rate:
-            self.stats["rang_out"] += 1
-            return  # the agent lets it ring: the router times the offer out
-        await self._sleep(1, 6)
-        if call.ringing.get(command.agent_id) != leg or call.ended or call.answered_leg:
-            return
-        call.answered_leg = leg
-        await self._fact(
-            CallAnswered(
-                fact_id=call.fact_id(f"answer:{leg}"),
-                tenant_id=TENANT,
-                at=datetime.now(UTC),
-                call_ref=call.ref,
-                leg_id=leg,
-            )
-        )
-        call.changed.set()
-
-    async def _stop_ringing(self, command: telephony.StopRinging) -> None:
-        call = self._calls.get(command.call_id)
-        if call is None:
-            return
-        leg = call.ringing.pop(command.agent_id, None)
-        if leg is None or call.ended or call.answered_leg == leg:
-            return
-        await self._fact(
-            CallHungUp(
-                fact_id=call.fact_id(f"stop:{leg}"),
-                tenant_id=TENANT,
-                at=datetime.now(UTC),
-                call_ref=call.ref,
-                leg_id=leg,
-                cause=command.reason or "no_answer",
-            )
+            return PartySpec(digits=VOICEMAIL_KEY)
+        ivr, fumble = IVR_SECONDS, rng.random()
+        if fumble < 0.05:  # a key the menu does not know: it plays again
+            key, ivr = rng.choice("45678") + key, ivr + 2
+        elif fumble < 0.1:  # nothing pressed: the menu's retries, then the general queue
+            key, ivr = "", ivr + MENU_ATTEMPTS * (MENU_TIMEOUT + 1)
+        # Patience: most wait a while; some give up quickly whatever happens.
+        patience = rng.uniform(6, 20) if rng.random() < 0.1 else rng.uniform(40, 200)
+        return PartySpec(
+            digits=key,
+            hang_up_after=rng.uniform(20, 180) / speed,
+            abandon_after=ivr + patience / speed,
         )
 
-    async def _on_fallback(self, command: telephony.SendToFallback) -> None:
-        call = self._calls.get(command.call_id)
-        if call is not None:
-            call.fallback = command.kind
-            call.changed.set()
-        self.stats[f"fallback_{command.kind}"] += 1
-        if command.kind == "voicemail":
-            await self._sleep(8, 25)  # the caller leaves a message
-        else:
-            await self._sleep(3, 6)  # the message plays
-        await self._end_call(command.call_id, command.kind)
-        if call is not None:
-            call.ended = True
-
-    async def _drop_stale_calls(self, calls_end: int) -> None:
-        """Calls of an earlier run that was killed are live for ever in the domain: once
-        the inbox has read up to where the calls stream was at start, end them."""
-        if self.inbox is None or calls_end == 0:
+    async def _hang_up_all(self) -> None:
+        """Hang up the demo's callers through the switch, so that the bridge reports their
+        calls ended before it stops: else they stay live in the domain for ever."""
+        if not self.nc.is_connected:  # NATS went first: neither switch nor facts to reach
             return
-        deadline = clock.monotonic() + 120
-        while await asyncio.to_thread(self.inbox.position, "calls") < calls_end:
-            if clock.monotonic() > deadline:
-                return
-            await asyncio.sleep(0.5)
-
-        def live_calls() -> list[str]:
-            assert self.inbox is not None
-            rows = self.inbox.connect().execute(
-                "SELECT id FROM live_calls WHERE tenant_id = ?", (TENANT,)
-            )
-            return [row[0] for row in rows]
-
-        for call_id in await asyncio.to_thread(live_calls):
-            if UUID(call_id) not in self._calls:
-                await self._end_call(UUID(call_id), "switch_restarted")
+        live = await self._panel("channels", {})
+        for channel in live["channels"] if live else ():
+            if channel["direction"] == "inbound" and channel["destination_number"] == HOTLINE:
+                await self._panel("hangup", HangUp(channel_id=channel["channel_id"]))
+        if live and live["channels"]:
+            await asyncio.sleep(0.5)  # the bridge publishes the hang-ups meanwhile
 
     # ------------------------------------------------------------------ the SMS gateway
     async def _on_send(self, msg: Msg) -> None:
@@ -650,6 +459,14 @@ class Traffic:
         if command.tenant_id != TENANT or not self._first_time(command.command_id):
             return
         self._spawn(self._deliver(command))
+
+    def _first_time(self, command_id: str) -> bool:
+        if command_id in self._commands:
+            return False
+        self._commands[command_id] = None
+        while len(self._commands) > 10_000:
+            del self._commands[next(iter(self._commands))]
+        return True
 
     async def _deliver(self, command: messages.SendMessage) -> None:
         if command.campaign_id is None or command.customer_id is None or command.attempt is None:
@@ -813,9 +630,10 @@ class Traffic:
                 aid, work = agent["id"], agent["conversation_id"]
                 if agent["presence"] == "ringing" and work:
                     ringing.add((aid, work))
-                    if (aid, work) not in self._rings and UUID(work) not in self._calls:
-                        # A call rings on the agent's phone, handled by the switch; what
-                        # else rings is a conversation offered in their inbox.
+                    if (aid, work) not in self._rings and not agent["calls"]:
+                        # A call rings on the agent's phone, which the switch's party
+                        # answers; what else rings is a conversation offered in their inbox
+                        # (a call whose leg the board does not show yet is refused there).
                         self._spawn(self._accept(aid, UUID(work)))
                 elif agent["presence"] == "break" and aid not in self._returning:
                     self._returning.add(aid)

@@ -36,6 +36,7 @@ from domain.queues import Queue
 from domain.vocabulary import Channel, Package, Priority, Role
 
 NOW = datetime(2025, 6, 2, 3, 30, tzinfo=UTC)
+RINGABLE = {"sip_phone", "ip_phone", "mobile"}
 
 
 @pytest.fixture
@@ -58,6 +59,11 @@ def test_the_seed_is_a_whole_contact_center(apps: DomainApps) -> None:
     assert Counter(u["role"] for u in users) == {"agent": 12, "supervisor": 1, "tenant_admin": 1}
     takers = [u for u in users if u["takes_calls"]]
     assert all(u["endpoints"] and u["skills"] and u["departments"] for u in takers)
+    # The switch rings an agent's first endpoint: a phone by its address, a browser by
+    # the agent (routing names it webrtc:<agent id>).
+    for u in takers:
+        ring = u["endpoints"][0]
+        assert ring["kind"] == "webrtc" or (ring["kind"] in RINGABLE and ring["address"]), u
     assert {e["kind"] for u in takers for e in u["endpoints"]} >= {"sip_phone", "webrtc", "mobile"}
     assert {s for u in takers for s in u["skills"]} == {"vi", "en", "billing", "technical"}
     assert Counter(u["presence"] for u in takers) == {"available": 11, "break": 2}
@@ -84,6 +90,9 @@ def test_the_seed_is_a_whole_contact_center(apps: DomainApps) -> None:
     assert menu.kind is NodeKind.MENU
     reached = {graph.node(target).queue_id for target in menu.choices.values()}
     assert reached - {None} == set(setup.queues.values())
+    # The bridge walks the hotline's calls into the flow.
+    route = {"kind": "ivr", "target_id": str(setup.ivr_flow)}
+    assert tenant["hotline_routes"] == {HOTLINE: route}
 
     templates = [apps.templates.get(TENANT, tid) for tid in setup.templates.values()]
     assert {t["language"] for t in templates} == {"vi", "en"}
@@ -124,6 +133,19 @@ def test_seeding_again_creates_nothing(apps: DomainApps) -> None:
     )
     assert len(created_events(apps.agents, User.Created)) == len(AGENTS)
     assert len(created_events(apps.queues, Queue.Created)) == 4
+
+
+def test_seeding_again_routes_a_hotline_seeded_unrouted(
+    apps: DomainApps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As a demo seeded before the seed routed its hotline left it.
+    with monkeypatch.context() as patched:
+        patched.setattr(apps.tenants, "route_hotline", lambda *args: None)
+        setup = seed(apps, NOW)
+    assert apps.tenants.get(TENANT)["hotline_routes"] == {}
+    seed(apps, NOW)
+    route = {"kind": "ivr", "target_id": str(setup.ivr_flow)}
+    assert apps.tenants.get(TENANT)["hotline_routes"] == {HOTLINE: route}
 
 
 def test_a_half_done_seed_is_completed_not_duplicated(apps: DomainApps) -> None:
