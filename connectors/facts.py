@@ -11,7 +11,7 @@ Layout, on the JetStream stream `FACTS` (subjects `facts.>`):
 | `facts.<tenant>.email` | `EmailReceived` |
 | `facts.<tenant>.sms` | `SmsReceived` |
 | `facts.<tenant>.facebook` | `FacebookMessageReceived`, `FacebookCommentReceived` |
-| `facts.<tenant>.call` | `CallStarted`, `CallQueued`, `CallAgentRinging`, `CallAnswered`, `CallHungUp`, `CallIvrStep`, `CallHeld`, `CallResumed`, `CallMuted`, `CallUnmuted`, `CallRecordingStarted`, `CallRecordingStopped`, `CallTransferred`, `CallTransferRequested`, `CallTransferCompleted`, `CallTransferCancelled`, `CallConferenceJoined`, `CallSupervised`, `CallTakenOver`, `CallForceEnded` |
+| `facts.<tenant>.call` | `CallStarted`, `CallQueued`, `CallAgentRinging`, `CallAnswered`, `CallHungUp`, `CallIvrStep`, `CallHeld`, `CallResumed`, `CallMuted`, `CallUnmuted`, `CallRecordingStarted`, `CallRecordingStopped`, `CallTransferred`, `CallTransferRequested`, `CallTransferCompleted`, `CallTransferCancelled`, `CallConferenceJoined`, `CallSupervised`, `CallTakenOver`, `CallForceEnded`, `CallLost` |
 | `facts.<tenant>.telephony` | `TelephonyCommandFailed` (a command the switch could not carry out), `CallCampaignOutcome` |
 | `facts.parked.<tenant>` | payloads no handler could decode, with the reason (`Parked`) |
 
@@ -274,6 +274,14 @@ class CallSupervised(Fact, frozen=True, kw_only=True, tag=True):
     mode: Literal["listen", "whisper", "barge"]
 
 
+class CallLost(Fact, frozen=True, kw_only=True, tag=True):
+    """The switch no longer has the call (a built-in switch restarted under it): the call
+    is ended with `reason`, so that nobody stays on it, or waits for it, for ever."""
+
+    call_ref: NonEmpty
+    reason: NonEmpty
+
+
 class CallTakenOver(Fact, frozen=True, kw_only=True, tag=True):
     """The supervisor on `leg_id` took the call over from the agent on `from_leg_id`."""
 
@@ -346,6 +354,7 @@ CallFact = (
     | CallSupervised
     | CallTakenOver
     | CallForceEnded
+    | CallLost
 )
 TelephonyFact = TelephonyCommandFailed | CallCampaignOutcome
 AnyFact = MessageFact | CallFact | TelephonyFact
@@ -385,6 +394,7 @@ _KIND_OF: Final[dict[type[Fact], str]] = {
     CallSupervised: "call",
     CallTakenOver: "call",
     CallForceEnded: "call",
+    CallLost: "call",
     TelephonyCommandFailed: "telephony",
     CallCampaignOutcome: "telephony",
 }

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from typing import Any
 from uuid import UUID
@@ -34,6 +35,7 @@ from connectors.facts import (
     CallForceEnded,
     CallHeld,
     CallIvrStep,
+    CallLost,
     CallMuted,
     CallQueued,
     CallRecordingStarted,
@@ -266,6 +268,8 @@ def _call(fact: CallFact, calls: Calls) -> str:
         command = partial(
             Call.take_over, supervisor_leg_id=fact.leg_id, from_leg_id=fact.from_leg_id, at=fact.at
         )
+    elif isinstance(fact, CallLost):
+        command = partial(_end_if_live, cause=fact.reason, at=fact.at)
     elif isinstance(fact, CallForceEnded):
         command = partial(Call.force_end, supervisor_id=fact.supervisor_id, at=fact.at)
     else:
@@ -274,6 +278,11 @@ def _call(fact: CallFact, calls: Calls) -> str:
     # was new.
     recorded = calls.record(tenant, call_id, Call, partial(command, fact_id=fact.fact_id))
     return APPLIED if recorded else DUPLICATE
+
+
+def _end_if_live(call: Call, cause: str, at: datetime, fact_id: str) -> None:
+    if not call.ended:
+        call.end(cause, at, fact_id=fact_id)
 
 
 def _leg(info: LegInfo) -> LegSpec:

@@ -164,7 +164,12 @@ class TelephonyService:
         await ensure_facts_stream(js)
         self.driver = driver_for(self.switch)
         self.bridge = TelephonyBridge(
-            runtime.nc, js, self.driver, self.dialplan, self.data_dir / "recordings"
+            runtime.nc,
+            js,
+            self.driver,
+            self.dialplan,
+            self.data_dir / "recordings",
+            owns_every_call=self.switch == "builtin",
         )
         await self.bridge.start()
         if self.switch == "builtin":

@@ -3,6 +3,7 @@
 | table | from | what |
 |---|---|---|
 | `hotlines`, `tenant_ids` | tenants | each hotline number: its tenant and where its calls go (a queue or an IVR flow) |
+| `live_calls` | calls | the calls not ended yet (what a restarted built-in switch has lost) |
 | `queues` | queues | each queue's tenant and whether its calls are recorded (AX10) |
 | `users` | agents | each user's extension and endpoints (internal calls, AX8 and CC1) |
 | `flow_drafts` | ivr_flows | each flow's draft nodes and entry (what the next publish freezes) |
@@ -15,16 +16,19 @@ the same number the first registration keeps it, and the bridge refuses to guess
 from __future__ import annotations
 
 import sqlite3
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import msgspec
 
 from domain.agents import User
+from domain.calls import Call
 from domain.ivr import FlowGraph, IvrFlow, Node
 from domain.queues import Queue
 from domain.tenants import HotlineTarget, Tenant
 from projections.readmodel import SqliteReadModel
+from projections.sql import iso
 
 _decode = msgspec.json.decode
 _encode = msgspec.json.encode
@@ -45,7 +49,7 @@ class UserLine(msgspec.Struct, frozen=True):
 
 class DialplanReadModel(SqliteReadModel):
     name = "dialplan"
-    upstreams = ("tenants", "ivr_flows", "agents", "queues")
+    upstreams = ("tenants", "ivr_flows", "agents", "queues", "calls")
     schema = (
         """CREATE TABLE IF NOT EXISTS hotlines (
             number TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, kind TEXT, target_id TEXT
@@ -56,6 +60,10 @@ class DialplanReadModel(SqliteReadModel):
             endpoints TEXT NOT NULL
         )""",
         "CREATE INDEX IF NOT EXISTS users_by_extension ON users (tenant_id, extension)",
+        """CREATE TABLE IF NOT EXISTS live_calls (
+            id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, call_ref TEXT NOT NULL,
+            started_at TEXT NOT NULL
+        )""",
         """CREATE TABLE IF NOT EXISTS queues (
             id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, record_calls INTEGER NOT NULL
         )""",
@@ -78,6 +86,13 @@ class DialplanReadModel(SqliteReadModel):
             User.Created | User.ExtensionChanged | User.EndpointAdded | User.EndpointRemoved,
         ):
             self._on_user(db, event)
+        elif isinstance(event, Call.Started):
+            db.execute(
+                "INSERT OR IGNORE INTO live_calls VALUES (?, ?, ?, ?)",
+                (str(event.originator_id), event.tenant_id, event.call_ref, iso(event.at)),
+            )
+        elif isinstance(event, Call.Ended):
+            db.execute("DELETE FROM live_calls WHERE id = ?", (str(event.originator_id),))
         elif isinstance(event, Queue.Created):
             db.execute(
                 "INSERT OR IGNORE INTO queues VALUES (?, ?, 0)",
@@ -201,6 +216,14 @@ class DialplanReadModel(SqliteReadModel):
             .fetchone()
         )
         return row is not None
+
+    def live_calls(self, started_before: datetime) -> list[tuple[str, str]]:
+        """(tenant, call ref) of every call not ended that started before the time."""
+        rows = self.connect().execute(
+            "SELECT tenant_id, call_ref FROM live_calls WHERE started_at < ?",
+            (iso(started_before),),
+        )
+        return [(r[0], r[1]) for r in rows]
 
     def hotlines(self, tenant_id: str) -> list[str]:
         """The tenant's hotlines, in number order."""

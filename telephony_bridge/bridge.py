@@ -79,6 +79,8 @@ log = logging.getLogger(__name__)
 QUEUE_GROUP = "telephony-bridge"
 SUBJECT = f"{commands.PREFIX}.*.telephony.>"
 SEEN_COMMANDS = 10_000
+# When, after a start, calls the switch lost are looked for (seconds between looks).
+LOST = (3.0, 30.0, 120.0)
 # The legs a call is there for: when one of them leaves, the call is over for everyone.
 ANCHOR_ROLES = frozenset({"customer", "customer_out", "origin"})
 # Roles whose answer is the answer of someone the call is for (not the caller's own leg).
@@ -128,8 +130,12 @@ class TelephonyBridge:
         recordings_dir: Path,
         *,
         queue_group: str = QUEUE_GROUP,
+        owns_every_call: bool = False,
     ) -> None:
         self.nc, self.js, self.driver, self.dialplan = nc, js, driver, dialplan
+        # True for a switch that lives and dies with this process (the built-in one):
+        # a call the domain has live that it does not carry was lost in a restart.
+        self.owns_every_call = owns_every_call
         self.recordings_dir = recordings_dir
         self.queue_group = queue_group
         self.legs: dict[str, Leg] = {}
@@ -145,9 +151,31 @@ class TelephonyBridge:
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
+        started = datetime.now(UTC)
         await self.driver.start(self._on_event)
         await self.resync()
         self._sub = await self.nc.subscribe(SUBJECT, queue=self.queue_group, cb=self._on_command)
+        if self.owns_every_call:
+            self._spawn(self._end_lost_calls(started))
+
+    async def _end_lost_calls(self, started: datetime, delays: tuple[float, ...] = LOST) -> None:
+        """End the calls that were live when this process last stopped (a `kill -9`, a
+        crash): their switch went with it. Looked at a few times, as the dialplan read
+        model catches up after a start; only calls started before this bridge did."""
+        for delay in delays:
+            await asyncio.sleep(delay)
+            carried = {(leg.tenant_id, leg.call_ref) for leg in self.legs.values()}
+            for tenant, ref in self.dialplan.live_calls(started):
+                if (tenant, ref) not in carried:
+                    await self._publish(
+                        facts.CallLost(
+                            fact_id=f"lost:{ref}",
+                            tenant_id=tenant,
+                            at=datetime.now(UTC),
+                            call_ref=ref,
+                            reason="lost_in_restart",
+                        )
+                    )
 
     async def stop(self) -> None:
         if self._sub is not None:
