@@ -10,7 +10,10 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
+
+import msgspec
+import nats
 
 from deploy.natsserver import NatsServer
 from eventstore.connection import NatsConnection
@@ -83,3 +86,25 @@ def running_instance(
             proc.kill()
             raise
     assert code == 0, log.read_text()[-3000:]
+
+
+def wait_for(fetch: Callable[[], T], predicate: Callable[[T], bool], timeout: float = 15) -> T:
+    """`fetch()` until `predicate` holds of it or `timeout` passes; the last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fetch()
+        if predicate(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(0.05)
+
+
+async def panel(nats_url: str, verb: str, request: dict[str, Any]) -> dict[str, Any]:
+    """Ask the built-in switch's panel (telephony_bridge.switchctl); its error fails."""
+    nc = await nats.connect(nats_url)
+    try:
+        reply = await nc.request(f"switch.builtin.{verb}", msgspec.json.encode(request), 5)
+    finally:
+        await nc.close()
+    answer: dict[str, Any] = msgspec.json.decode(reply.data)
+    assert "error" not in answer, answer
+    return answer

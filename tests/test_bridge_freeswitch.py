@@ -35,19 +35,27 @@ async def wait_until(predicate: Any, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.02)
 
 
-def test_a_dropped_switch_connection_mid_call_loses_and_doubles_no_fact(
-    nats_url: str, tmp_path: Path
-) -> None:
+def tenant_with_hotline(
+    nats_url: str, tmp_path: Path, hotline: str
+) -> tuple[str, DialplanReadModel]:
+    """A new tenant whose hotline goes to a queue, and the dialplan the bridge reads."""
     tenant = f"fs{uuid.uuid4().hex[:8]}"
     apps = DomainApps.build({"PERSISTENCE_MODULE": "eventstore", "NATS_URL": nats_url})
     try:
-        apps.tenants.register(tenant, "FS Co", Package.CALL_CENTER, [HOTLINE])
+        apps.tenants.register(tenant, "FS Co", Package.CALL_CENTER, [hotline])
         queue = apps.queues.create(tenant, "Support")
-        apps.tenants.route_hotline(tenant, HOTLINE, "queue", queue)
+        apps.tenants.route_hotline(tenant, hotline, "queue", queue)
         dialplan = DialplanReadModel(tmp_path / "dialplan.sqlite")
         catch_up(dialplan, apps)
     finally:
         apps.close()
+    return tenant, dialplan
+
+
+def test_a_dropped_switch_connection_mid_call_loses_and_doubles_no_fact(
+    nats_url: str, tmp_path: Path
+) -> None:
+    tenant, dialplan = tenant_with_hotline(nats_url, tmp_path, HOTLINE)
 
     async def scenario() -> list[dict[str, Any]]:
         nc = await nats.connect(nats_url)
@@ -132,16 +140,7 @@ def _kinds(facts: list[dict[str, Any]]) -> Counter[str]:
 def test_a_restarted_bridge_knows_the_live_calls_again(nats_url: str, tmp_path: Path) -> None:
     """The bridge's memory of a call is rebuilt from the variables it tagged the channels
     with: after a restart, commands for a call it answered before still work."""
-    tenant = f"fs{uuid.uuid4().hex[:8]}"
-    apps = DomainApps.build({"PERSISTENCE_MODULE": "eventstore", "NATS_URL": nats_url})
-    try:
-        apps.tenants.register(tenant, "FS Co", Package.CALL_CENTER, ["+842873006666"])
-        queue = apps.queues.create(tenant, "Support")
-        apps.tenants.route_hotline(tenant, "+842873006666", "queue", queue)
-        dialplan = DialplanReadModel(tmp_path / "dialplan.sqlite")
-        catch_up(dialplan, apps)
-    finally:
-        apps.close()
+    tenant, dialplan = tenant_with_hotline(nats_url, tmp_path, "+842873006666")
 
     async def scenario() -> list[dict[str, Any]]:
         nc = await nats.connect(nats_url)

@@ -13,17 +13,17 @@ import sqlite3
 import time
 import uuid
 import wave
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from datetime import time as clock
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import msgspec
 import nats
 import pytest
-from helpers import running_instance
+from helpers import panel, running_instance, wait_for
 
 from deploy.natsserver import free_port
 from domain.apps import DomainApps
@@ -39,7 +39,6 @@ ALWAYS = BusinessCalendar(
     time_zone="Asia/Ho_Chi_Minh",
     hours=tuple(OpeningHours(day=d, start=clock(0), end=clock(0)) for d in Weekday),
 )
-T = TypeVar("T")
 TENANT = "phoneco"
 HOTLINE = "+842873009999"
 SECOND_HOTLINE = "+842873008888"
@@ -107,26 +106,6 @@ def center(apps: DomainApps, instance: Path) -> dict[str, Any]:
     return {"queue": queue, "vip": vip, "flow": flow, "agents": agents, "supervisor": chi}
 
 
-def wait_for(fetch: Callable[[], T], predicate: Callable[[T], bool], timeout: float = 15) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fetch()
-        if predicate(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
-
-
-async def panel(nats_url: str, verb: str, request: dict[str, Any]) -> dict[str, Any]:
-    nc = await nats.connect(nats_url)
-    try:
-        reply = await nc.request(f"switch.builtin.{verb}", msgspec.json.encode(request), 5)
-    finally:
-        await nc.close()
-    answer: dict[str, Any] = msgspec.json.decode(reply.data)
-    assert "error" not in answer, answer
-    return answer
-
-
 async def send(nats_url: str, *sent: commands.Command | tuple[str, bytes]) -> None:
     nc = await nats.connect(nats_url)
     try:
@@ -138,6 +117,14 @@ async def send(nats_url: str, *sent: commands.Command | tuple[str, bytes]) -> No
         await nc.flush()
     finally:
         await nc.close()
+
+
+def hang_up(nats_url: str, apps: DomainApps, ref: str) -> None:
+    """End the call through the bridge (HangUpCall) and wait for the domain to say so."""
+    asyncio.run(
+        send(nats_url, commands.HangUpCall(command_id=cmd_id(), tenant_id=TENANT, call_ref=ref))
+    )
+    assert wait_for(lambda: call_view(apps, ref), lambda c: bool(c and c["ended_at"]))
 
 
 def cmd_id() -> str:
@@ -402,10 +389,7 @@ def test_a_blind_transfer_to_another_agent(
     [an_leg] = [leg for leg in call["legs"] if leg["leg_id"] == an["leg_id"]]
     assert an_leg["ended_at"]
     assert hears(nats_url, ref, binh_leg["leg_id"]) and hears(nats_url, binh_leg["leg_id"], ref)
-    asyncio.run(
-        send(nats_url, commands.HangUpCall(command_id=cmd_id(), tenant_id=TENANT, call_ref=ref))
-    )
-    assert wait_for(lambda: call_view(apps, ref), lambda c: bool(c and c["ended_at"]))
+    hang_up(nats_url, apps, ref)
 
 
 def test_an_attended_transfer_to_an_outside_mobile(
@@ -450,10 +434,7 @@ def test_an_attended_transfer_to_an_outside_mobile(
     done = wait_for(lambda: call_view(apps, ref), lambda c: bool(c and not c["held"]))
     assert done is not None and not done["held"] and not done["ended_at"]
     assert hears(nats_url, ref, consult["leg_id"]) and hears(nats_url, consult["leg_id"], ref)
-    asyncio.run(
-        send(nats_url, commands.HangUpCall(command_id=cmd_id(), tenant_id=TENANT, call_ref=ref))
-    )
-    assert wait_for(lambda: call_view(apps, ref), lambda c: bool(c and c["ended_at"]))
+    hang_up(nats_url, apps, ref)
 
 
 def test_a_supervisor_listens_whispers_barges_then_hangs_the_call_up(
@@ -693,10 +674,7 @@ def test_a_three_way_call_then_the_agent_leaves_the_other_two(
     )
     assert left is not None and not left["ended_at"] and not left["held"]
     assert hears(nats_url, ref, leg["leg_id"]) and hears(nats_url, leg["leg_id"], ref)
-    asyncio.run(
-        send(nats_url, commands.HangUpCall(command_id=cmd_id(), tenant_id=TENANT, call_ref=ref))
-    )
-    assert wait_for(lambda: call_view(apps, ref), lambda c: bool(c and c["ended_at"]))
+    hang_up(nats_url, apps, ref)
 
 
 def test_a_supervisor_takes_a_call_over(

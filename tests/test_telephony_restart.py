@@ -9,22 +9,18 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import msgspec
-import nats
 import pytest
-from helpers import ROOT, running_instance
+from helpers import ROOT, panel, running_instance, wait_for
 
 from deploy.natsserver import NatsServer, free_port
 from domain.apps import DomainApps
 from domain.calls import Call
 from domain.vocabulary import EndpointKind, Package
 
-T = TypeVar("T")
 TENANT = "crashco"
 HOTLINE = "+842873005555"
 
@@ -37,26 +33,6 @@ def server(tmp_path: Path) -> Iterator[NatsServer]:
     nats_server.start()
     yield nats_server
     nats_server.stop()
-
-
-def wait_for(fetch: Callable[[], T], predicate: Callable[[T], bool], timeout: float = 20) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fetch()
-        if predicate(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
-
-
-async def panel(url: str, verb: str, request: dict[str, Any]) -> dict[str, Any]:
-    nc = await nats.connect(url)
-    try:
-        reply = await nc.request(f"switch.builtin.{verb}", msgspec.json.encode(request), 5)
-    finally:
-        await nc.close()
-    answer: dict[str, Any] = msgspec.json.decode(reply.data)
-    assert "error" not in answer, answer
-    return answer
 
 
 def test_calls_lost_in_a_crash_are_ended_after_the_restart(
