@@ -351,18 +351,7 @@ class CallLogReadModel(SqliteReadModel):
                 }
                 for leg in legs
             ],
-            "recordings": [
-                {
-                    "recording_id": r["recording_id"],
-                    "started_at": r["started_at"],
-                    "stopped_at": r["stopped_at"],
-                    "uri": r["uri"],
-                    "duration_seconds": r["duration_seconds"],
-                    "size_bytes": r["size_bytes"],
-                    "metadata": msgspec.json.decode(r["metadata"]),
-                }
-                for r in recordings
-            ],
+            "recordings": [_recording(r) for r in recordings],
         }
 
     def list(
@@ -458,18 +447,12 @@ class CallLogReadModel(SqliteReadModel):
             {
                 "call_id": r["call_id"],
                 "call_ref": r["call_ref"],
-                "recording_id": r["recording_id"],
                 "direction": r["direction"],
                 "hotline": r["hotline"],
                 "customer_number": r["customer_number"],
                 "agents": _agents(legs[r["call_id"]]),
                 "call_started_at": r["call_started_at"],
-                "started_at": r["started_at"],
-                "stopped_at": r["stopped_at"],
-                "uri": r["uri"],
-                "duration_seconds": r["duration_seconds"],
-                "size_bytes": r["size_bytes"],
-                "metadata": msgspec.json.decode(r["metadata"]),
+                **_recording(r),
             }
             for r in rows
         ]
@@ -746,4 +729,17 @@ def _call(row: sqlite3.Row) -> dict[str, Any]:
         "recording_count": row["recording_count"],
         "version": row["version"],
         "updated_at": row["updated_at"],
+    }
+
+
+def _recording(r: sqlite3.Row) -> dict[str, Any]:
+    """A recording as the call view and the recordings search show it."""
+    return {
+        "recording_id": r["recording_id"],
+        "started_at": r["started_at"],
+        "stopped_at": r["stopped_at"],
+        "uri": r["uri"],
+        "duration_seconds": r["duration_seconds"],
+        "size_bytes": r["size_bytes"],
+        "metadata": msgspec.json.decode(r["metadata"]),
     }
