@@ -40,7 +40,9 @@ from uuid import UUID, uuid4
 import msgspec
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
+from nats.errors import ConnectionClosedError, NoRespondersError
 from nats.js import JetStreamContext
+from nats.js.errors import NoStreamResponseError
 
 from connectors import facts
 from domain.phones import InvalidPhoneNumber, normalize_phone_number
@@ -79,6 +81,11 @@ log = logging.getLogger(__name__)
 QUEUE_GROUP = "telephony-bridge"
 SUBJECT = f"{commands.PREFIX}.*.telephony.>"
 SEEN_COMMANDS = 10_000
+# About a minute of retries at most (back-off up to 2 s) before a fact is given up on.
+PUBLISH_ATTEMPTS = 40
+# What a publish may fail with while the server or its stream is briefly away (a refusal,
+# say a message too large, is not retried).
+TRANSIENT = (TimeoutError, NoRespondersError, NoStreamResponseError, ConnectionClosedError)
 # When, after a start, calls the switch lost are looked for (seconds between looks).
 LOST = (3.0, 30.0, 120.0)
 # The legs a call is there for: when one of them leaves, the call is over for everyone.
@@ -227,7 +234,20 @@ class TelephonyBridge:
         task.add_done_callback(self._tasks.discard)
 
     async def _publish(self, fact: facts.Fact) -> None:
-        await facts.publish_fact(self.js, fact)
+        # A fact not published is a call's history lost: try until JetStream takes it
+        # (the server restarting, a cluster electing a leader), in order, since the
+        # switch's events wait behind this one. Its id makes a retried publish one fact.
+        delay = 0.05
+        for attempt in range(PUBLISH_ATTEMPTS):
+            try:
+                await facts.publish_fact(self.js, fact)
+                return
+            except TRANSIENT as error:
+                if attempt == PUBLISH_ATTEMPTS - 1:
+                    raise
+                log.warning("bridge: publishing %s failed (%s); retrying", fact.fact_id, error)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     def customer_leg(self, tenant: str, ref: str) -> str | None:
         for channel, leg in self.legs.items():

@@ -14,9 +14,11 @@ from typing import Any
 
 import msgspec
 import nats
+import pytest
 from eslpeer import EslPeer
 
 from connectors.facts import STREAM, ensure_facts_stream
+from deploy.natsserver import NatsServer
 from domain.apps import DomainApps
 from domain.vocabulary import Package
 from projections.dialplan import DialplanReadModel
@@ -180,3 +182,51 @@ def test_a_restarted_bridge_knows_the_live_calls_again(nats_url: str, tmp_path: 
     assert _kinds(seen)["TelephonyCommandFailed"] == 0
     held = next(f for f in seen if f["type"] == "CallHeld")
     assert held["tenant_id"] == tenant
+
+
+def test_a_fact_is_published_once_jetstream_is_back(tmp_path: Path) -> None:
+    """The FACTS stream is away (a server restarting, a leader election) when a call
+    comes in: the bridge keeps trying, and the call's facts arrive, in order, once it is
+    back."""
+    server = NatsServer(data_dir=tmp_path / "nats")
+    server.start()
+    try:
+        tenant, dialplan = tenant_with_hotline(server.url, tmp_path, "+842873004444")
+
+        async def scenario() -> list[dict[str, Any]]:
+            nc = await nats.connect(server.url)
+            js = nc.jetstream()
+            await ensure_facts_stream(js)
+            # Every attempt, as core NATS delivers it whether a stream keeps it or not.
+            seen: list[dict[str, Any]] = []
+
+            async def on_fact(msg: Any) -> None:
+                seen.append(msgspec.json.decode(msg.data))
+
+            await nc.subscribe(f"facts.{tenant}.>", cb=on_fact)
+            async with EslPeer() as peer:
+                bridge = TelephonyBridge(
+                    nc, js, FreeSwitchDriver(peer.host, peer.port, "ClueCon"), dialplan, tmp_path
+                )
+                await bridge.start()
+                try:
+                    await js.delete_stream(STREAM)
+                    peer.inject_inbound("0901234567", "02873004444")
+                    await wait_until(lambda: len(seen) >= 1)  # tried, and not stored
+                    await asyncio.sleep(1.0)
+                    await ensure_facts_stream(js)
+                    await wait_until(lambda: _kinds(seen)["CallQueued"] >= 1, timeout=20)
+                finally:
+                    await bridge.stop()
+            stored = await js.subscribe(f"facts.{tenant}.>", stream=STREAM, ordered_consumer=True)
+            kept = [msgspec.json.decode((await stored.next_msg(timeout=5)).data) for _ in range(2)]
+            with pytest.raises(nats.errors.TimeoutError):
+                await stored.next_msg(timeout=0.5)  # and nothing more
+            await nc.close()
+            assert {f["fact_id"] for f in seen} == {f["fact_id"] for f in kept}
+            return kept
+
+        kept = asyncio.run(scenario())
+        assert [f["type"] for f in kept] == ["CallStarted", "CallQueued"]
+    finally:
+        server.stop()
