@@ -16,7 +16,9 @@ and no Python class name becomes part of the stored format.
 
 from __future__ import annotations
 
+import hashlib
 import re
+import secrets
 from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
 from types import MappingProxyType
@@ -39,6 +41,8 @@ from domain.vocabulary import Package
 # Fixed forever: every tenant's aggregate id is uuid5(this, slug). Changing it orphans
 # every stored tenant.
 TENANT_ID_NAMESPACE = UUID("64a605d7-e3aa-420f-a910-4276e0ecf41f")
+# API keys read `cc.<key id>.<secret>`: recognisable in a leaked log or a repository.
+API_KEY_PREFIX = "cc"
 
 # The event store's subject token is [A-Za-z0-9_-]{1,128}; a slug must also start with a
 # letter or digit so that it can never be "_", the store's token for system-wide (the
@@ -120,6 +124,10 @@ class UnknownHotline(DomainError):
     """The number is not one of this tenant's hotlines."""
 
 
+class UnknownApiKey(DomainError):
+    """The tenant has no such API key (or it was revoked)."""
+
+
 class HotlineTarget(StrEnum):
     """Where a hotline's inbound calls go first."""
 
@@ -195,6 +203,16 @@ class Tenant(TenantAggregate):
         kind: str  # a HotlineTarget value
         target_id: UUID
 
+    class ApiKeyIssued(TenantAggregate.Event):
+        """A key for the tenant's API (only the SHA-256 of its secret is kept)."""
+
+        key_id: str
+        name: str
+        secret_sha256: str
+
+    class ApiKeyRevoked(TenantAggregate.Event):
+        key_id: str
+
     class FeatureEnabled(TenantAggregate.Event):
         feature: str
 
@@ -258,6 +276,8 @@ class Tenant(TenantAggregate):
         self.hotlines = list(hotlines)
         # Where each routed hotline's inbound calls go: (HotlineTarget, queue or flow id).
         self.hotline_routes: dict[str, tuple[HotlineTarget, UUID]] = {}
+        # key id -> name, for the keys not revoked (their secrets' hashes are in events).
+        self.api_keys: dict[str, str] = {}
         self.features = set(features)
         self.retention_days = retention_days
         self.retention_extended_to: int | None = None
@@ -285,6 +305,14 @@ class Tenant(TenantAggregate):
     def _remove_hotline(self, number: str) -> None:
         self.hotlines.remove(number)
         self.hotline_routes.pop(number, None)
+
+    @event(ApiKeyIssued)
+    def _issue_api_key(self, key_id: str, name: str, secret_sha256: str) -> None:
+        self.api_keys[key_id] = name
+
+    @event(ApiKeyRevoked)
+    def _revoke_api_key(self, key_id: str) -> None:
+        del self.api_keys[key_id]
 
     @event(HotlineRouted)
     def _route_hotline(self, number: str, kind: str, target_id: UUID) -> None:
@@ -364,6 +392,20 @@ class Tenant(TenantAggregate):
         target = checked_enum(HotlineTarget, kind, InvalidTenant)
         if self.hotline_routes.get(hotline) != (target, target_id):
             self._route_hotline(hotline, target.value, target_id)
+
+    def issue_api_key(self, key_id: str, name: str, secret_sha256: str) -> None:
+        if not re.fullmatch(r"[0-9a-f]{12,64}", key_id) or key_id in self.api_keys:
+            raise InvalidTenant("an API key id is new and hexadecimal")
+        if not re.fullmatch(r"[0-9a-f]{64}", secret_sha256):
+            raise InvalidTenant("an API key is kept as the SHA-256 of its secret")
+        self._issue_api_key(
+            key_id, clean_name(name, "a key's name", 100, InvalidTenant), secret_sha256
+        )
+
+    def revoke_api_key(self, key_id: str) -> None:
+        if key_id not in self.api_keys:
+            raise UnknownApiKey(f"tenant {self.tenant_id} has no key {key_id}")
+        self._revoke_api_key(key_id)
 
     def enable_feature(self, feature: str) -> None:
         wanted = _feature(feature)
@@ -447,6 +489,19 @@ class Tenants(TenantApplication):
     ) -> None:
         self._change(tenant_id, lambda t: t.route_hotline(number, kind, target_id))
 
+    def issue_api_key(self, tenant_id: str, name: str) -> str:
+        """A new key for the tenant's API, returned whole this once: `cc.<id>.<secret>`.
+
+        The secret is 32 random bytes, so its SHA-256 is what is kept (a slow KDF buys
+        nothing against guessing a secret that long, and costs every request)."""
+        key_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
+        digest = hashlib.sha256(secret.encode()).hexdigest()
+        self._change(tenant_id, lambda t: t.issue_api_key(key_id, name, digest))
+        return f"{API_KEY_PREFIX}.{key_id}.{secret}"
+
+    def revoke_api_key(self, tenant_id: str, key_id: str) -> None:
+        self._change(tenant_id, lambda t: t.revoke_api_key(key_id))
+
     def enable_feature(self, tenant_id: str, feature: str) -> None:
         self._change(tenant_id, lambda t: t.enable_feature(feature))
 
@@ -484,6 +539,7 @@ class Tenants(TenantApplication):
             "name": tenant.name,
             "package": tenant.package.value,
             "hotlines": list(tenant.hotlines),
+            "api_keys": dict(sorted(tenant.api_keys.items())),
             "hotline_routes": {
                 n: {"kind": k.value, "target_id": str(t)}
                 for n, (k, t) in sorted(tenant.hotline_routes.items())

@@ -15,6 +15,7 @@ from typing import Any, Generic, TypeVar
 from eventsourcing.application import Application
 
 from domain.apps import APP_CLASSES
+from projections.access import AccessReadModel
 from projections.boards import AgentBoardReadModel, QueueBoardReadModel
 from projections.calllog import CallLogReadModel
 from projections.campaign_runner import CampaignRunner
@@ -69,6 +70,8 @@ CALL_LOG = ReadModelSpec(CallLogReadModel)
 TIMELINE = ReadModelSpec(TimelineReadModel)
 AGENT_BOARD = ReadModelSpec(AgentBoardReadModel)
 QUEUE_BOARD = ReadModelSpec(QueueBoardReadModel)
+# Who may call the API (tenants' API keys).
+ACCESS = ReadModelSpec(AccessReadModel)
 # What the telephony bridge reads to take an inbound call.
 DIALPLAN = ReadModelSpec(DialplanReadModel)
 # Process managers: read models that act (projections.process).
@@ -87,6 +90,7 @@ READMODELS: dict[str, ReadModelSpec[SqliteReadModel]] = {
         AGENT_BOARD,
         QUEUE_BOARD,
         DIALPLAN,
+        ACCESS,
         ROUTING,
         SLA_TIMERS,
         CAMPAIGN_RUNNER,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import time
 from typing import Any
 from uuid import NAMESPACE_URL, uuid5
@@ -26,6 +27,7 @@ from domain.tenants import (
     Tenant,
     TenantAlreadyRegistered,
     Tenants,
+    UnknownApiKey,
     UnknownFeature,
     UnknownHotline,
     allows_agents,
@@ -404,3 +406,31 @@ class TestHotlineRoutes:
         tenants.route_hotline("acme", "0987654321", "queue", self.QUEUE)
         tenants.remove_hotline("acme", "0987654321")
         assert tenants.get("acme")["hotline_routes"] == {}
+
+
+class TestApiKeys:
+    def test_a_key_is_given_once_and_only_its_hash_is_kept(self, tenants: Tenants) -> None:
+        register(tenants)
+        key = tenants.issue_api_key("acme", "CRM sync")
+        prefix, key_id, secret = key.split(".")
+        assert prefix == "cc" and len(secret) >= 40
+        assert tenants.get("acme")["api_keys"] == {key_id: "CRM sync"}
+        tenant = tenants.repository.get(Tenant.create_id("acme"))
+        [issued] = [
+            e
+            for e in tenants.repository.event_store.get(tenant.id)
+            if type(e).__name__ == "ApiKeyIssued"
+        ]
+        assert secret not in repr(vars(issued))
+        assert issued.secret_sha256 == hashlib.sha256(secret.encode()).hexdigest()
+
+    def test_a_revoked_key_is_gone_and_cannot_be_revoked_twice(self, tenants: Tenants) -> None:
+        register(tenants)
+        key_id = tenants.issue_api_key("acme", "CRM sync").split(".")[1]
+        other = tenants.issue_api_key("acme", "BI").split(".")[1]
+        tenants.revoke_api_key("acme", key_id)
+        assert tenants.get("acme")["api_keys"] == {other: "BI"}
+        with pytest.raises(UnknownApiKey):
+            tenants.revoke_api_key("acme", key_id)
+        with pytest.raises(InvalidTenant):
+            tenants.issue_api_key("acme", "  ")
