@@ -71,7 +71,19 @@ def _simulate(subparsers: Subparsers) -> None:
     simulate.register(subparsers)
 
 
-COMMANDS: list[Callable[[Subparsers], None]] = [register, _events, _projections, _simulate]
+def _apikey(subparsers: Subparsers) -> None:
+    from deploy import apikey_cli
+
+    apikey_cli.register(subparsers)
+
+
+COMMANDS: list[Callable[[Subparsers], None]] = [
+    register,
+    _events,
+    _projections,
+    _simulate,
+    _apikey,
+]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

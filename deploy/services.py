@@ -9,20 +9,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from litestar import Router as HttpRouter
+
 from connectors.bus import FactConsumer, ensure_facts_stream, start_fact_consumers
 from connectors.handlers import FactApps
 from deploy.settings import SettingsError
 from domain.apps import DomainApps
 from domain.asyncapp import AsyncRunner
 from domain.customers import Customers
+from projections.access import AccessReadModel
 from projections.calllog import CallLogReadModel
 from projections.dialplan import DialplanReadModel
 from projections.feeds import Feeds
 from projections.readmodel import SqliteReadModel
-from projections.registry import CALL_LOG, CUSTOMERS, DIALPLAN, READMODELS, ROUTING
+from projections.registry import ACCESS, CALL_LOG, CUSTOMERS, DIALPLAN, READMODELS, ROUTING
 from projections.routing import Router
 from projections.service import ProjectionService
 from telephony_bridge.bridge import TelephonyBridge
+from web.api.auth import SECURITY, api_key_guard
 from web.api.calls import calls_router
 from web.api.customers import customers_router
 
@@ -226,10 +230,11 @@ def register_services(runtime: Any) -> None:
             f"there are: {', '.join(sorted(known))}"
         )
     names = [name for name in READMODELS if settings.runs(name)]
-    if settings.runs("api") and CUSTOMERS.name not in names:
-        # The API answers from the customers read model: it must be kept up to date in
-        # the process that serves it (its file is in this process's data directory).
-        names.append(CUSTOMERS.name)
+    if settings.runs("api"):
+        # The API answers from the customers read model and checks keys with the access
+        # one: both must be kept up to date in the process that serves it (their files
+        # are in this process's data directory).
+        names += [n for n in (CUSTOMERS.name, ACCESS.name) if n not in names]
     if settings.runs("telephony") and DIALPLAN.name not in names:
         names.append(DIALPLAN.name)  # the bridge takes inbound calls from it, likewise
     if settings.demo and len(names) < len(READMODELS):
@@ -245,11 +250,22 @@ def register_services(runtime: Any) -> None:
     for readmodel in domain.readmodels.values():
         runtime.add_service(ProjectionService(lambda: domain.apps, readmodel, feeds=feeds.feeds))
     if settings.runs("api"):
-        runtime.add_route_handlers(customers_router(domain))
         # The call log is read from its file: this process need not be the one keeping it.
         kept = domain.readmodels.get(CALL_LOG.name)
         call_log = kept if isinstance(kept, CallLogReadModel) else CALL_LOG.open(settings.data_dir)
-        runtime.add_route_handlers(calls_router(CallsApi(call_log, settings.data_dir)))
+        access = domain.readmodels[ACCESS.name]
+        assert isinstance(access, AccessReadModel)
+        # Every API route behind one door: a key of the tenant in the path (web.api.auth).
+        api = HttpRouter(
+            path="/",
+            route_handlers=[
+                customers_router(domain),
+                calls_router(CallsApi(call_log, settings.data_dir)),
+            ],
+            guards=[api_key_guard(access)],
+            security=SECURITY,
+        )
+        runtime.add_route_handlers(api)
     if settings.runs("telephony"):
         dialplan = domain.readmodels[DIALPLAN.name]
         assert isinstance(dialplan, DialplanReadModel)

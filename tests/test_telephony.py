@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 import time
 import uuid
 import wave
@@ -23,7 +26,7 @@ import httpx
 import msgspec
 import nats
 import pytest
-from helpers import panel, running_instance, wait_for
+from helpers import api_headers, panel, running_instance, wait_for
 
 from deploy.natsserver import free_port
 from domain.apps import DomainApps
@@ -236,7 +239,8 @@ def test_an_inbound_call_through_ivr_to_a_skilled_agent_held_recorded_and_ended(
     # and downloaded (AX16, AX20, AX22), the call's detail record (billing), and nothing
     # of it through another tenant's path.
     api = f"{instance_url(instance)}/api/v1/tenants/{TENANT}"
-    with httpx.Client(timeout=10) as http:
+    key = api_headers(instance_url(instance), nats_url, TENANT)
+    with httpx.Client(timeout=10, headers=key) as http:
         calls = http.get(f"{api}/calls", params={"number": "901234567"}).json()["items"]
         assert [c["call_ref"] for c in calls] == [ref]
         found = http.get(f"{api}/recordings", params={"number": "901234567"}).json()["items"]
@@ -245,7 +249,11 @@ def test_an_inbound_call_through_ivr_to_a_skilled_agent_held_recorded_and_ended(
         assert audio.status_code == 200 and audio.headers["content-type"].startswith("audio/")
         assert audio.content == path.read_bytes()
         other = found[0]["download_url"].replace(f"/tenants/{TENANT}/", "/tenants/someone-else/")
-        assert http.get(f"{instance_url(instance)}{other}").status_code == 404
+        assert http.get(f"{instance_url(instance)}{other}").status_code == 403
+        stranger = api_headers(instance_url(instance), nats_url, "someone-else")
+        assert http.get(f"{instance_url(instance)}{other}", headers=stranger).status_code == 404
+        keyless = httpx.get(f"{instance_url(instance)}{found[0]['download_url']}")
+        assert keyless.status_code == 401
         day = {"from": "2000-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z", "format": "json"}
         cdr = http.get(f"{api}/cdr", params=day).json()
         [record] = [
@@ -715,3 +723,32 @@ def test_a_supervisor_takes_a_call_over(
     assert hears(nats_url, ref, sup["leg_id"]) and hears(nats_url, sup["leg_id"], ref)
     asyncio.run(panel(nats_url, "hangup", {"channel_id": ref}))
     assert wait_for(lambda: call_view(apps, ref), lambda c: bool(c and c["ended_at"]))
+
+
+def test_an_operator_issues_and_revokes_a_tenants_api_key(
+    nats_url: str, center: dict[str, Any], instance: Path
+) -> None:
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "CLOUDCC_DATA": str(instance)}
+        env.pop("NATS_URL", None)  # found through the running instance, as an operator would
+        return subprocess.run(
+            [sys.executable, "-m", "deploy.cli", "apikey", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=Path(__file__).parent.parent,
+            check=False,
+        )
+
+    issued = cli("issue", TENANT, "--name", "crm")
+    assert issued.returncode == 0, issued.stderr
+    key = issued.stdout.strip()
+    key_id = key.split(".")[1]
+    assert key_id in cli("list", TENANT).stdout and key not in cli("list", TENANT).stdout
+    url = f"{instance_url(instance)}/api/v1/tenants/{TENANT}/calls"
+    headers = {"Authorization": f"Bearer {key}"}
+    assert wait_for(lambda: httpx.get(url, headers=headers).status_code, (200).__eq__) == 200
+    assert cli("revoke", TENANT, key_id).returncode == 0
+    assert wait_for(lambda: httpx.get(url, headers=headers).status_code, (401).__eq__) == 401
+    unknown = cli("revoke", TENANT, key_id)
+    assert unknown.returncode == 1 and "no key" in unknown.stderr

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import nats
 import pytest
-from helpers import running_instance
+from helpers import api_headers, running_instance
 from nats.aio.msg import Msg
 
 from deploy.natsserver import free_port
@@ -45,7 +45,8 @@ def wait_for(fetch, predicate, timeout: float = 10.0):  # type: ignore[no-untype
 def test_a_posted_customer_reaches_the_read_model_through_the_event_store(
     instance: str, nats_url: str
 ) -> None:
-    with httpx.Client(base_url=instance, timeout=10) as http:
+    acme = api_headers(instance, nats_url, "acme")
+    with httpx.Client(base_url=instance, timeout=10, headers=acme) as http:
         created = http.post(
             "/api/v1/tenants/acme/customers",
             json={
@@ -72,13 +73,20 @@ def test_a_posted_customer_reaches_the_read_model_through_the_event_store(
         )
         assert renamed.json()["name"] == "An"
 
-        # Walled off: another tenant neither sees nor changes it.
-        assert http.get(f"/api/v1/tenants/globex/customers/{cid}").status_code == 404
-        assert http.get("/api/v1/tenants/globex/customers").json() == []
+        # Walled off: acme's key opens nothing of globex's (403), and globex's own key
+        # finds nothing of acme's there (404); no key, or a made-up one, opens nothing.
+        assert http.get(f"/api/v1/tenants/globex/customers/{cid}").status_code == 403
+        assert http.get("/api/v1/tenants/globex/customers").status_code == 403
+        patched = http.patch(f"/api/v1/tenants/globex/customers/{cid}", json={"name": "x"})
+        assert patched.status_code == 403 and "globex" in patched.json()["detail"]
+        globex = api_headers(instance, nats_url, "globex")
         assert (
-            http.patch(f"/api/v1/tenants/globex/customers/{cid}", json={"name": "x"}).status_code
-            == 404
+            http.get(f"/api/v1/tenants/globex/customers/{cid}", headers=globex).status_code == 404
         )
+        assert http.get("/api/v1/tenants/globex/customers", headers=globex).json() == []
+        for headers in ({"Authorization": ""}, {"Authorization": "Bearer cc.0000.nope"}):
+            denied = http.get(f"/api/v1/tenants/acme/customers/{cid}", headers=headers)
+            assert denied.status_code == 401 and "API key" in denied.json()["detail"]
 
         health = http.get("/health").json()
         assert health["nats"]["connected"] is True
@@ -98,14 +106,15 @@ def test_a_posted_customer_reaches_the_read_model_through_the_event_store(
     assert stored[0][1] < stored[1][1]
 
 
-def test_bad_requests_get_4xx_with_a_reason(instance: str) -> None:
-    with httpx.Client(base_url=instance, timeout=10) as http:
+def test_bad_requests_get_4xx_with_a_reason(instance: str, nats_url: str) -> None:
+    acme = api_headers(instance, nats_url, "acme")
+    with httpx.Client(base_url=instance, timeout=10, headers=acme) as http:
         empty = http.post("/api/v1/tenants/acme/customers", json={"name": "  "})
         assert empty.status_code == 422 and "name" in empty.json()["detail"]
         unknown = http.post("/api/v1/tenants/acme/customers", json={"nam": "x"})
         assert unknown.status_code == 400
         bad_tenant = http.post("/api/v1/tenants/ac.me/customers", json={"name": "x"})
-        assert bad_tenant.status_code == 400
+        assert bad_tenant.status_code == 403  # not acme's: the key decides before the path
         not_json = http.post(
             "/api/v1/tenants/acme/customers",
             content=b"{",
@@ -119,9 +128,11 @@ def test_bad_requests_get_4xx_with_a_reason(instance: str) -> None:
         assert bad_kind.status_code == 422
 
 
-def test_the_loop_keeps_serving_while_many_commands_append(instance: str) -> None:
+def test_the_loop_keeps_serving_while_many_commands_append(instance: str, nats_url: str) -> None:
+    acme = api_headers(instance, nats_url, "acme")
+
     async def run() -> tuple[float, list[int]]:
-        async with httpx.AsyncClient(base_url=instance, timeout=30) as http:
+        async with httpx.AsyncClient(base_url=instance, timeout=30, headers=acme) as http:
             posts = [
                 http.post("/api/v1/tenants/acme/customers", json={"name": f"c{i}"})
                 for i in range(100)
@@ -189,7 +200,8 @@ def test_a_projection_parks_at_a_bad_message_until_an_operator_skips_it(
         await nc.close()
         return int(ack.seq)
 
-    with httpx.Client(base_url=instance, timeout=10) as http:
+    acme = api_headers(instance, nats_url, "acme")
+    with httpx.Client(base_url=instance, timeout=10, headers=acme) as http:
         bad = asyncio.run(write_garbage())
         parked = wait_for(
             lambda: http.get("/health").json()["services"]["customers"],
@@ -253,7 +265,8 @@ def test_a_chat_fact_becomes_a_customer_in_the_read_model(instance: str, nats_ur
         await nc.close()
 
     asyncio.run(publish())
-    with httpx.Client(base_url=instance, timeout=10) as http:
+    headers = api_headers(instance, nats_url, tenant)
+    with httpx.Client(base_url=instance, timeout=10, headers=headers) as http:
         listed = wait_for(
             lambda: http.get(f"/api/v1/tenants/{tenant}/customers").json(), lambda c: len(c) > 0
         )
@@ -268,6 +281,7 @@ def test_read_model_changes_are_pushed_on_nats_to_their_tenant_only(
     from projections import live
 
     tenant, other = f"live{uuid.uuid4().hex[:8]}", f"live{uuid.uuid4().hex[:8]}"
+    headers = api_headers(instance, nats_url, tenant)
 
     async def scenario() -> tuple[str, list[live.LiveChange], list[bytes]]:
         nc = await nats.connect(nats_url)
@@ -282,7 +296,7 @@ def test_read_model_changes_are_pushed_on_nats_to_their_tenant_only(
 
         await nc.subscribe(live.tenant_filter(tenant), cb=on_mine)
         await nc.subscribe(live.tenant_filter(other), cb=on_theirs)
-        async with httpx.AsyncClient(base_url=instance, timeout=10) as http:
+        async with httpx.AsyncClient(base_url=instance, timeout=10, headers=headers) as http:
             created = await http.post(f"/api/v1/tenants/{tenant}/customers", json={"name": "Lan"})
             cid = created.json()["id"]
             seen: list[live.LiveChange] = []
@@ -349,3 +363,17 @@ def test_the_running_instance_routes_a_queued_call_to_an_available_agent(
     with httpx.Client(base_url=instance, timeout=10) as http:
         routing = http.get("/health").json()["services"]["routing"]
         assert routing["state"] == "running", routing
+
+
+def test_the_api_is_described_at_the_default_openapi_path(instance: str) -> None:
+    with httpx.Client(base_url=instance, timeout=10) as http:
+        doc = http.get("/schema/openapi.json")
+    assert doc.status_code == 200
+    schema = doc.json()
+    paths = schema["paths"]
+    assert "/api/v1/tenants/{tenant_id}/customers" in paths
+    assert "/api/v1/tenants/{tenant_id}/recordings/{recording_key}/audio" in paths
+    scheme = schema["components"]["securitySchemes"]["tenantApiKey"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    listed = paths["/api/v1/tenants/{tenant_id}/customers"]["get"]
+    assert listed["security"] == [{"tenantApiKey": []}]

@@ -13,9 +13,11 @@ from typing import Any
 
 from litestar import Litestar, MediaType, Response, get
 from litestar.logging.config import LoggingConfig
+from litestar.openapi import OpenAPIConfig
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 from litestar.types import ControllerRouterHandler
 
+from web.api.auth import COMPONENTS
 from web.health import RuntimeView, health_report
 
 
@@ -40,6 +42,10 @@ def create_app(
 
     return Litestar(
         route_handlers=[health, index, *extra_route_handlers],
+        # The API's document at Litestar's default path, /schema (/schema/openapi.json).
+        openapi_config=OpenAPIConfig(
+            title="cloudcc API", version="1", components=COMPONENTS, use_handler_docstrings=True
+        ),
         # The process (cloudcc up, a worker) configures logging, not the web app; but a
         # failing request must be logged with its traceback outside debug mode too.
         logging_config=LoggingConfig(

@@ -46,8 +46,9 @@ def test_one_part_per_process(tmp_path: Path) -> None:
     router = run(tmp_path / "r", "routing")
     assert names(router) == {"domain", "feeds", "routing"} and not router.routes
     facts = run(tmp_path / "f", "facts,api")
-    # The API answers from the customers read model: that process keeps it up to date.
-    assert names(facts) == {"domain", "facts", "feeds", "customers"} and facts.routes
+    # The API answers from the customers read model and checks keys with the access one:
+    # that process keeps both up to date.
+    assert names(facts) == {"domain", "facts", "feeds", "customers", "access"} and facts.routes
     models = run(tmp_path / "m", "readmodels")
     assert names(models) == {"domain", "feeds", *READMODELS}
     # The bridge takes inbound calls from the dialplan: that process keeps it up to date.
