@@ -71,10 +71,10 @@ def _simulate(subparsers: Subparsers) -> None:
     simulate.register(subparsers)
 
 
-def _apikey(subparsers: Subparsers) -> None:
-    from deploy import apikey_cli
+def _tenants(subparsers: Subparsers) -> None:
+    from deploy import tenants_cli
 
-    apikey_cli.register(subparsers)
+    tenants_cli.register(subparsers)
 
 
 COMMANDS: list[Callable[[Subparsers], None]] = [
@@ -82,7 +82,7 @@ COMMANDS: list[Callable[[Subparsers], None]] = [
     _events,
     _projections,
     _simulate,
-    _apikey,
+    _tenants,
 ]
 
 

@@ -725,14 +725,14 @@ def test_a_supervisor_takes_a_call_over(
     assert wait_for(lambda: call_view(apps, ref), lambda c: bool(c and c["ended_at"]))
 
 
-def test_an_operator_issues_and_revokes_a_tenants_api_key(
+def test_an_operator_registers_a_tenant_and_issues_and_revokes_api_keys(
     nats_url: str, center: dict[str, Any], instance: Path
 ) -> None:
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "CLOUDCC_DATA": str(instance)}
         env.pop("NATS_URL", None)  # found through the running instance, as an operator would
         return subprocess.run(
-            [sys.executable, "-m", "deploy.cli", "apikey", *args],
+            [sys.executable, "-m", "deploy.cli", *args],
             capture_output=True,
             text=True,
             env=env,
@@ -740,15 +740,25 @@ def test_an_operator_issues_and_revokes_a_tenants_api_key(
             check=False,
         )
 
-    issued = cli("issue", TENANT, "--name", "crm")
+    # A business is opened to the API: registered, then given a key.
+    slug = f"cli{uuid.uuid4().hex[:6]}"
+    register = ("tenant", "register", slug, "--name", "CLI Co", "--hotline", "02873001234")
+    registered = cli(*register)
+    assert registered.returncode == 0 and registered.stdout.strip() == slug, registered.stderr
+    again = cli(*register)
+    assert again.returncode == 1 and "registered already" in again.stderr
+    assert cli("apikey", "issue", slug).returncode == 0
+
+    issued = cli("apikey", "issue", TENANT, "--name", "crm")
     assert issued.returncode == 0, issued.stderr
     key = issued.stdout.strip()
     key_id = key.split(".")[1]
-    assert key_id in cli("list", TENANT).stdout and key not in cli("list", TENANT).stdout
+    listed = cli("apikey", "list", TENANT).stdout
+    assert key_id in listed and key not in listed
     url = f"{instance_url(instance)}/api/v1/tenants/{TENANT}/calls"
     headers = {"Authorization": f"Bearer {key}"}
     assert wait_for(lambda: httpx.get(url, headers=headers).status_code, (200).__eq__) == 200
-    assert cli("revoke", TENANT, key_id).returncode == 0
+    assert cli("apikey", "revoke", TENANT, key_id).returncode == 0
     assert wait_for(lambda: httpx.get(url, headers=headers).status_code, (401).__eq__) == 401
-    unknown = cli("revoke", TENANT, key_id)
+    unknown = cli("apikey", "revoke", TENANT, key_id)
     assert unknown.returncode == 1 and "no key" in unknown.stderr
