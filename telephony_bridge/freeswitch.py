@@ -25,10 +25,10 @@ Commands map onto FreeSWITCH API commands and dialplan applications:
   `uuid_kill <id> <cause>`; answer `uuid_answer <id>`.
 - eavesdrop: on the (answered) supervisor leg, sendmsg `set eavesdrop_enable_dtmf=true`
   then `eavesdrop <target>`; the mode is DTMF sent into the supervisor leg with
-  `uuid_recv_dtmf`: 0 listen, 3 barge (three-way); whisper is 2 (talk to the target's
-  bridge partner) when the target is the customer's leg, 1 (talk to the target itself)
-  when the target is an agent's leg (`cloudcc_role=agent`), so "heard by the agent only"
-  holds either way. Calling it again for the same target only sends the new digit.
+  `uuid_recv_dtmf`: 0 listen, 3 barge (three-way); whisper is 2 ("speak with the uuid":
+  the eavesdropped leg itself) when the target is an agent's leg (`cloudcc_role=agent`),
+  1 ("speak with the other half": its bridge partner) when it is the customer's, so
+  "heard by the agent only" holds either way (mod_dptools: eavesdrop's DTMF list). Calling it again for the same target only sends the new digit.
 
 Errors: a `-ERR` reply whose reason says the channel does not exist (FreeSWITCH words it
 several ways: "No such channel!", "Invalid uuid", "invalid session id", "Cannot locate
@@ -720,7 +720,7 @@ class FreeSwitchDriver:
             return EAVESDROP_DIGITS[mode]
         known = self._known.get(target)
         target_is_agent = known is not None and known.variables.get(VAR_ROLE) == "agent"
-        return "1" if target_is_agent else "2"
+        return "2" if target_is_agent else "1"
 
     async def play(self, channel_id: str, prompt: str) -> None:
         _check_value(prompt)

@@ -331,8 +331,8 @@ def test_driver_call_flow_commands_and_events() -> None:
         ]
         assert peer.channels[sup].eavesdrop_target == customer
         assert peer.channels[sup].variables["eavesdrop_enable_dtmf"] == "true"
-        # 2 = talk to the target's partner (the agent): whisper when the target is the customer
-        assert peer.channels[sup].dtmf_sent == ["0", "2", "3"]
+        # 1 = "speak with the other half" (the agent): whisper when the target is the customer
+        assert peer.channels[sup].dtmf_sent == ["0", "1", "3"]
 
         await driver.transfer(customer, Dial(kind=EndpointKind.EXTERNAL, address="+15559999"))
         assert sent(peer, "api uuid_transfer") == [
@@ -492,5 +492,25 @@ def test_a_conference_moves_each_leg_and_reports_each_join_and_tags_a_leg() -> N
         assert joined[0].variables.get("cloudcc_call_ref") == "c-9"
         with pytest.raises(NoSuchChannel):
             await driver.conference("c-9", ["77777777-7777-4777-8777-777777777777"])
+
+    run(with_driver(body))
+
+
+def test_whisper_to_an_agent_leg_speaks_with_the_eavesdropped_leg_itself() -> None:
+    async def body(peer: EslPeer, driver: FreeSwitchDriver, rec: Recorder) -> None:
+        agent = "88888888-8888-4888-8888-888888888888"
+        sup = "99999999-9999-4999-8999-999999999999"
+        await driver.originate(
+            agent,
+            Dial(kind=EndpointKind.SIP_PHONE, address="1001"),
+            "1",
+            VARS | {"cloudcc_role": "agent"},
+        )
+        await driver.originate(sup, Dial(kind=EndpointKind.SIP_PHONE, address="1900"), "1", VARS)
+        await rec.one(ChannelAnswered, agent)
+        await rec.one(ChannelAnswered, sup)
+        await driver.eavesdrop(sup, agent, SupervisionMode.WHISPER)
+        # mod_dptools eavesdrop: 2 = "speak with the uuid" — here the agent, and only them.
+        assert peer.channels[sup].dtmf_sent == ["2"]
 
     run(with_driver(body))
