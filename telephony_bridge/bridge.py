@@ -109,6 +109,7 @@ class Leg:
     address: str = ""
     number: str = ""  # the customer's number (shown on agents' phones)
     answered: bool = False
+    held: bool = False
     bridge_on_answer: str | None = None  # the channel to connect it with when it answers
     then: Callable[[], Awaitable[None]] | None = None  # an origin leg: dial the other side
     supervise: tuple[str, SupervisionMode] | None = None  # a supervisor leg: target, mode
@@ -258,6 +259,14 @@ class TelephonyBridge:
                 return channel
         return None
 
+    def _taken(self, tenant: str, ref: str, channel: str) -> bool:
+        """Whether another agent's leg of the call has answered already."""
+        return any(
+            c != channel and leg.answered and leg.role in ("agent", "transfer", "callee")
+            for c, leg in self.legs.items()
+            if (leg.tenant_id, leg.call_ref) == (tenant, ref)
+        )
+
     def _call_legs(self, tenant: str, ref: str) -> list[str]:
         return [c for c, leg in self.legs.items() if (leg.tenant_id, leg.call_ref) == (tenant, ref)]
 
@@ -298,13 +307,22 @@ class TelephonyBridge:
             if leg.role in ANCHOR_ROLES:
                 # The call is over for everyone: whatever a switch does with the legs left
                 # (FreeSWITCH parks a leg with park_after_bridge), nobody stays on the line.
+                self.consulting.pop((tenant, ref), None)
                 for other in self._call_legs(tenant, ref):
                     with contextlib.suppress(NoSuchChannel):
                         await self.driver.hangup(other, cause)
-        elif isinstance(event, ChannelHeld) and leg.role in ("customer", "customer_out"):
-            await self._publish(facts.CallHeld(**common))
-        elif isinstance(event, ChannelResumed) and leg.role in ("customer", "customer_out"):
-            await self._publish(facts.CallResumed(**common))
+            elif (
+                leg.role == "consult" and self.consulting.get((tenant, ref), ("", ""))[1] == channel
+            ):
+                await self._consult_gone(tenant, ref)
+        elif isinstance(event, ChannelHeld):
+            leg.held = True
+            if leg.role in ("customer", "customer_out"):
+                await self._publish(facts.CallHeld(**common))
+        elif isinstance(event, ChannelResumed):
+            leg.held = False
+            if leg.role in ("customer", "customer_out"):
+                await self._publish(facts.CallResumed(**common))
         elif isinstance(event, ChannelMuted):
             await self._publish(facts.CallMuted(**common, leg_id=channel))
         elif isinstance(event, ChannelUnmuted):
@@ -334,6 +352,11 @@ class TelephonyBridge:
 
     async def _on_answered(self, event: ChannelAnswered, leg: Leg, common: dict[str, Any]) -> None:
         channel = event.channel_id
+        if leg.role == "agent" and self._taken(leg.tenant_id, leg.call_ref, channel):
+            # Routing rang the next agent while this one's answer was on its way: the call
+            # is someone else's now; this phone is put down, the customer stays put.
+            await self.driver.hangup(channel, "LOSE_RACE")
+            return
         leg.answered = True
         if leg.bridge_on_answer is not None:
             other = self.legs.get(leg.bridge_on_answer)
@@ -574,6 +597,13 @@ class TelephonyBridge:
     # ------------------------------------------------------------------ commands
     async def _on_command(self, msg: Msg) -> None:
         try:
+            await self._command(msg)
+        except Exception:  # noqa: BLE001 - one bad command must not stop the others
+            self.errors += 1
+            log.exception("bridge: a command on %s failed", msg.subject)
+
+    async def _command(self, msg: Msg) -> None:
+        try:
             command = commands.decode(msg.data)
         except (msgspec.DecodeError, msgspec.ValidationError) as error:
             self.errors += 1
@@ -629,6 +659,8 @@ class TelephonyBridge:
         }
         if isinstance(command, commands.RingAgent):
             customer = self._customer(tenant, command.call_ref)
+            if self._taken(tenant, command.call_ref, ""):
+                raise LookupError(f"call {command.call_ref} is answered already")
             leg = Leg(
                 tenant,
                 command.call_ref,
@@ -712,6 +744,8 @@ class TelephonyBridge:
             )
         )
         self.legs[new_id] = target
+        if self.legs[customer].held:
+            await self.driver.unhold(customer)  # as the domain does: nobody holds them now
         kind = target.endpoint if target.user_id else EndpointKind.EXTERNAL
         await self.driver.transfer(
             customer,
@@ -719,6 +753,10 @@ class TelephonyBridge:
             new_channel_id=new_id,
             variables=self._variables(target),
         )
+        # The agent leaves now, whether the switch hangs up a leg whose partner moved away
+        # (the built-in one) or parks it (FreeSWITCH with park_after_bridge).
+        with contextlib.suppress(NoSuchChannel):
+            await self.driver.hangup(command.from_leg_id, "NORMAL_CLEARING")
 
     async def _consult(self, command: commands.ConsultTransfer, common: dict[str, Any]) -> None:
         tenant, ref = command.tenant_id, command.call_ref
@@ -736,11 +774,27 @@ class TelephonyBridge:
                 consult_leg=target.info(new_id),
             )
         )
-        await self.driver.hold(customer)
+        # Neither the held customer nor the agent is hung up when their bridge ends while
+        # the legs are moved about (the agent goes to the consult leg on its answer, and
+        # comes back if it hangs up): parked, as FreeSWITCH's park_after_bridge does.
+        park = {"park_after_bridge": "true"}
+        await self.driver.set_variables(customer, park)
+        await self.driver.set_variables(command.from_leg_id, park)
+        if not self.legs[customer].held:
+            await self.driver.hold(customer)
         self.consulting[(tenant, ref)] = (command.from_leg_id, new_id)
-        # On answer the agent moves from the held customer to the consult leg; the held
-        # customer stays parked (the switch's rule for a held channel whose peer moves).
         await self._dial(target, command.from_leg_id, self.legs[customer].number, new_id=new_id)
+
+    async def _consult_gone(self, tenant: str, ref: str) -> None:
+        """The consulted party hung up (or never answered): the agent is back with the
+        customer, as if the agent had cancelled (the domain ended the consult leg)."""
+        agent, _ = self.consulting.pop((tenant, ref))
+        customer = self.customer_leg(tenant, ref)
+        if customer is None or agent not in self.legs:
+            return
+        if self.legs[customer].held:
+            await self.driver.unhold(customer)
+        await self.driver.bridge(customer, agent)
 
     async def _end_consult(
         self,
@@ -759,10 +813,9 @@ class TelephonyBridge:
         stays = consult if completing else agent
         leaves = agent if completing else consult
         if stays in self.legs and self.legs[stays].answered:
-            # Moving `stays` onto the customer ends the bridge `leaves` was in: the switch
-            # hangs `leaves` up.
             await self.driver.bridge(customer, stays)
-        elif leaves in self.legs:
+        # Whether the switch hung up a leg whose partner moved away or parked it.
+        with contextlib.suppress(NoSuchChannel):
             await self.driver.hangup(leaves, "NORMAL_CLEARING")
 
     async def _three_way(self, command: commands.ThreeWay) -> None:

@@ -107,21 +107,27 @@ class IvrWalker:
             log.info("ivr: the walk of %s ended: %s", ref, error)
 
     async def play(self, channel: str, prompt: str) -> None:
-        waiting = self._wait(channel, PlaybackFinished)
-        await self.driver.play(channel, prompt)
-        await asyncio.wait_for(waiting, STEP_TIMEOUT)
+        await self._until(channel, PlaybackFinished, self.driver.play(channel, prompt))
 
     async def collect(
         self, channel: str, prompt: str, min_digits: int, max_digits: int, timeout: float
     ) -> str:
-        waiting = self._wait(channel, DigitsCollected)
-        await self.driver.collect_digits(channel, prompt, min_digits, max_digits, timeout)
-        done = await asyncio.wait_for(waiting, STEP_TIMEOUT)
+        asked = self.driver.collect_digits(channel, prompt, min_digits, max_digits, timeout)
+        done = await self._until(channel, DigitsCollected, asked)
         assert isinstance(done, DigitsCollected)
         return done.digits
 
-    def _wait(self, channel: str, kind: type[Any]) -> asyncio.Future[AnySwitchEvent]:
-        # Registered before the command, so that an event reported at once is not missed.
+    async def _until(
+        self, channel: str, kind: type[Any], command: Awaitable[None]
+    ) -> AnySwitchEvent:
+        """Send `command` and wait for the switch's `kind` event on the channel."""
+        # Registered before the command, so that an event reported at once is not missed;
+        # dropped however the wait ends (a hang-up, a time-out), so nothing piles up.
         future: asyncio.Future[AnySwitchEvent] = asyncio.get_running_loop().create_future()
         self._waiters[(channel, kind)] = future
-        return future
+        try:
+            await command
+            return await asyncio.wait_for(future, STEP_TIMEOUT)
+        finally:
+            if self._waiters.get((channel, kind)) is future:
+                del self._waiters[(channel, kind)]

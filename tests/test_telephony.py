@@ -762,3 +762,67 @@ def test_an_operator_registers_a_tenant_and_issues_and_revokes_api_keys(
     assert wait_for(lambda: httpx.get(url, headers=headers).status_code, (401).__eq__) == 401
     unknown = cli("apikey", "revoke", TENANT, key_id)
     assert unknown.returncode == 1 and "no key" in unknown.stderr
+
+
+def test_a_consulted_party_who_hangs_up_leaves_the_agent_with_the_customer(
+    nats_url: str, apps: DomainApps, center: dict[str, Any]
+) -> None:
+    ref, an = answered_call(nats_url, apps, "0903000006")
+    mobile = "+84987000333"
+    asyncio.run(
+        panel(
+            nats_url,
+            "party",
+            {"address": mobile, "party": {"answer_after": 0.2, "hang_up_after": 0.5}},
+        )
+    )
+    consult = commands.ConsultTransfer(
+        command_id=cmd_id(),
+        tenant_id=TENANT,
+        call_ref=ref,
+        from_leg_id=an["leg_id"],
+        to=commands.Target(address=mobile),
+    )
+    asyncio.run(send(nats_url, consult))
+
+    def consult_over(c: dict[str, Any] | None) -> bool:
+        return bool(c) and any(
+            g["party"] == "external" and g["answered_at"] and g["ended_at"]
+            for g in c["legs"]  # type: ignore[index]
+        )
+
+    call = wait_for(lambda: call_view(apps, ref), lambda c: consult_over(c) and not c["held"])  # type: ignore[index]
+    assert call is not None and consult_over(call) and not call["held"], call
+    assert not call["ended_at"] and call["consulting"] is None
+    assert hears(nats_url, ref, an["leg_id"]) and hears(nats_url, an["leg_id"], ref)
+    hang_up(nats_url, apps, ref)
+
+
+def test_a_held_customer_transferred_blind_is_taken_off_hold(
+    nats_url: str, apps: DomainApps, center: dict[str, Any]
+) -> None:
+    ref, an = answered_call(nats_url, apps, "0903000007")
+    asyncio.run(
+        send(nats_url, commands.HoldCall(command_id=cmd_id(), tenant_id=TENANT, call_ref=ref))
+    )
+    assert wait_for(lambda: call_view(apps, ref), lambda c: bool(c and c["held"]))
+    mobile = "+84987000444"
+    asyncio.run(panel(nats_url, "party", {"address": mobile, "party": {"answer_after": 0.2}}))
+    transfer = commands.TransferCall(
+        command_id=cmd_id(),
+        tenant_id=TENANT,
+        call_ref=ref,
+        from_leg_id=an["leg_id"],
+        to=commands.Target(address=mobile),
+    )
+    asyncio.run(send(nats_url, transfer))
+
+    def target(c: dict[str, Any] | None) -> dict[str, Any] | None:
+        legs = [g for g in (c or {}).get("legs", []) if g["address"] == mobile and g["answered_at"]]
+        return legs[0] if legs else None
+
+    call = wait_for(lambda: call_view(apps, ref), lambda c: target(c) is not None)
+    leg = target(call)
+    assert call is not None and leg is not None and not call["held"]
+    assert hears(nats_url, ref, leg["leg_id"]) and hears(nats_url, leg["leg_id"], ref)
+    hang_up(nats_url, apps, ref)
