@@ -214,6 +214,12 @@ class _SnapshotItem:
 
 
 @dataclass
+class _SnapshotStart:
+    """Queued when a snapshot is asked for: events between it and the snapshot are newer
+    than what the snapshot may show for their channels."""
+
+
+@dataclass
 class _SynthItem:
     kind: Literal["muted", "unmuted", "eavesdrop", "conference"]
     channel_id: str
@@ -227,7 +233,7 @@ class _Originate:
     variables: dict[str, str]
 
 
-_Item = _EslItem | _SnapshotItem | _SynthItem
+_Item = _EslItem | _SnapshotStart | _SnapshotItem | _SynthItem
 
 
 class FreeSwitchDriver:
@@ -259,6 +265,8 @@ class FreeSwitchDriver:
         self._known: dict[str, _Known] = {}
         self._ended = _Bounded(_MEMORY)
         self._reported = _Bounded(_MEMORY)
+        # Channels with events since a resync's snapshot was asked for (None: no resync).
+        self._touched: set[str] | None = None
         self._originating: dict[str, _Originate] = {}
         self._eavesdropping: dict[str, str] = {}  # supervisor leg → target leg
 
@@ -283,6 +291,7 @@ class FreeSwitchDriver:
                 await self._consumer
 
     async def _on_reconnect(self) -> None:
+        self._queue.put_nowait(_SnapshotStart())
         self._queue.put_nowait(_SnapshotItem(await self.channels(), silent=False))
 
     def _on_esl_event(self, event: dict[str, Any]) -> None:
@@ -307,9 +316,17 @@ class FreeSwitchDriver:
 
     def _process(self, item: _Item) -> list[AnySwitchEvent]:
         if isinstance(item, _EslItem):
+            if self._touched is not None:
+                self._touched.add(str(item.event.get("Unique-ID", "")))
             return self._translate(item.event)
+        if isinstance(item, _SnapshotStart):
+            self._touched = set()
+            return []
         if isinstance(item, _SnapshotItem):
-            return self._resync(item.channels, silent=item.silent)
+            touched, self._touched = self._touched or set(), None
+            # A channel with events since the snapshot was asked for is as those events
+            # say: the snapshot may predate it (a call created meanwhile is not in it).
+            return self._resync(item.channels, silent=item.silent, skip=touched)
         return self._synthesize(item)
 
     def _report(self, event: AnySwitchEvent) -> list[AnySwitchEvent]:
@@ -476,7 +493,13 @@ class FreeSwitchDriver:
             cls(event_id=event_id(key), at=now, channel_id=channel, variables=variables)
         )
 
-    def _resync(self, snapshot: list[ChannelState], *, silent: bool) -> list[AnySwitchEvent]:
+    def _resync(
+        self,
+        snapshot: list[ChannelState],
+        *,
+        silent: bool,
+        skip: frozenset[str] | set[str] = frozenset(),
+    ) -> list[AnySwitchEvent]:
         live = {c.channel_id: c for c in snapshot if c.channel_id not in self._ended}
         if silent:
             for ch in live.values():
@@ -520,6 +543,8 @@ class FreeSwitchDriver:
                     )
                 )
         for channel, known in list(self._known.items()):
+            if channel in skip:
+                continue
             state = live.get(channel)
             if state is None:
                 if known.answered:
@@ -538,7 +563,7 @@ class FreeSwitchDriver:
                 out += self._report(ChannelAnswered(**base(channel, f"{channel}|answer")))
         for channel, ch in live.items():
             known_or_none = self._known.get(channel)
-            if known_or_none is None:
+            if known_or_none is None or channel in skip:
                 continue
             known = known_or_none
             if known.bridged_to != ch.bridged_to:

@@ -78,6 +78,7 @@ class EslPeer:
         self.emitted: list[dict[str, str]] = []  # every event generated, delivered or not
         self.unregistered: set[str] = set()  # user/<x> dials that fail like FreeSWITCH's
         self.connections_served = 0
+        self.snapshot_delay = 0.0  # seconds between taking `show channels` and answering
         self._conns: list[_Conn] = []
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -303,7 +304,11 @@ class EslPeer:
         if name == "originate":
             return await self._originate(arg)
         if name == "show" and arg.strip() == "channels as json":
-            return self._show_channels()
+            body = self._show_channels()
+            if self.snapshot_delay:
+                # The list is taken now and answered later: events meanwhile are newer.
+                await asyncio.sleep(self.snapshot_delay)
+            return body
         if name == "status":
             return (
                 "UP 0 years, 0 days, 0 hours, 0 minutes, 1 second\nFreeSWITCH (eslpeer) is ready\n"

@@ -514,3 +514,21 @@ def test_whisper_to_an_agent_leg_speaks_with_the_eavesdropped_leg_itself() -> No
         assert peer.channels[sup].dtmf_sent == ["2"]
 
     run(with_driver(body))
+
+
+def test_a_call_created_while_the_resync_snapshot_is_taken_is_not_hung_up() -> None:
+    async def body(peer: EslPeer, driver: FreeSwitchDriver, rec: Recorder) -> None:
+        peer.snapshot_delay = 0.3
+        peer.drop_connections()
+        await wait_until(lambda: driver.client.reconnects == 1)
+        # Reconnected: the snapshot is being answered; a caller arrives meanwhile.
+        late = peer.inject_inbound("+15550003", "8000", VARS)
+        await rec.one(ChannelCreated, late)
+        await asyncio.sleep(0.5)  # the snapshot, without `late`, has been compared
+        assert rec.of(ChannelHungUp, late) == []
+        peer.snapshot_delay = 0.0
+        peer.hangup(late, "NORMAL_CLEARING")
+        hung = await rec.one(ChannelHungUp, late)
+        assert hung.cause == "NORMAL_CLEARING" and len(rec.of(ChannelHungUp, late)) == 1
+
+    run(with_driver(body))
