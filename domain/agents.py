@@ -38,6 +38,7 @@ from eventsourcing.domain import event
 
 from domain.base import DomainError, TenantAggregate, TenantApplication
 from domain.checks import checked_enum, clean_name
+from domain.passwords import hash_password, is_password_hash
 from domain.phones import normalize_phone_number
 from domain.tenants import allows_agents, valid_tenant_id
 from domain.vocabulary import EndpointKind, Package, Presence, Role
@@ -244,6 +245,11 @@ class User(TenantAggregate):
     class Reactivated(TenantAggregate.Event):
         pass
 
+    class PasswordSet(TenantAggregate.Event):
+        # Only the scrypt hash (domain.passwords): the event log is read by projections,
+        # rebuilds and `cloudcc events`, so a plain password must never reach it.
+        password_hash: str
+
     @classmethod
     def create(
         cls,
@@ -290,6 +296,9 @@ class User(TenantAggregate):
         self.break_reason: str | None = None
         self.conversation_id: str | None = None  # the one ringing, on call or wrapped up
         self.active = True
+        # Whether one was set; the hash itself is kept by the access read model, which
+        # checks sign-ins, not by the aggregate, which never needs it.
+        self.has_password = False
 
     @property
     def takes_calls(self) -> bool:
@@ -390,6 +399,10 @@ class User(TenantAggregate):
     def _reactivate(self) -> None:
         self.active = True
 
+    @event(PasswordSet)
+    def _set_password(self, password_hash: str) -> None:
+        self.has_password = True
+
     # Profile commands. Each is idempotent when what it asks for already holds (no event).
 
     def set_role(self, role: Role | str, *, package: Package) -> None:
@@ -473,6 +486,16 @@ class User(TenantAggregate):
     def reactivate(self) -> None:
         if not self.active:
             self._reactivate()
+
+    def set_password(self, password_hash: str) -> None:
+        """Set the password the user signs in with (OP4), as `hash_password` made it.
+
+        Always recorded, even for the same password: a new salt makes a new hash, and a
+        reset is worth its line in the history.
+        """
+        if not is_password_hash(password_hash):
+            raise InvalidUser("a password is set as its hash (domain.passwords.hash_password)")
+        self._set_password(password_hash)
 
     # Presence commands (CC16). Going to the state one is in is a no-op; the steps of an
     # interaction name their conversation and are strict.
@@ -672,6 +695,12 @@ class Agents(TenantApplication):
     def reactivate(self, tenant_id: str, user_id: UUID) -> None:
         self.change(tenant_id, user_id, User, User.reactivate)
 
+    def set_password(self, tenant_id: str, user_id: UUID, password: str) -> None:
+        """Set a user's password; it is hashed here, so only the hash reaches the event."""
+        self.get_owned(tenant_id, user_id, User)  # an unknown user before the slow hash
+        password_hash = hash_password(password)
+        self.change(tenant_id, user_id, User, lambda u: u.set_password(password_hash))
+
     def get(self, tenant_id: str, user_id: UUID) -> dict[str, object]:
         user = self.get_owned(tenant_id, user_id, User)
         return {
@@ -690,5 +719,6 @@ class Agents(TenantApplication):
             "conversation_id": user.conversation_id,
             "takes_calls": user.takes_calls,
             "active": user.active,
+            "has_password": user.has_password,
             "version": user.version,
         }
