@@ -172,7 +172,7 @@ class Runtime:
             for service in self.services:
                 await service.start(self)
                 self._started.append(service)
-            app = create_app(self, self.route_handlers)
+            app = create_app(self, self.route_handlers, data_dir=self.settings.data_dir)
         except BaseException:
             sock.close()
             raise

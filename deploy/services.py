@@ -29,6 +29,7 @@ from telephony_bridge.bridge import TelephonyBridge
 from web.api.auth import SECURITY, api_key_guard
 from web.api.calls import calls_router
 from web.api.customers import customers_router
+from web.pages.auth import pages_router
 
 
 class DomainService:
@@ -232,8 +233,8 @@ def register_services(runtime: Any) -> None:
     names = [name for name in READMODELS if settings.runs(name)]
     if settings.runs("api"):
         # The API answers from the customers read model and checks keys with the access
-        # one: both must be kept up to date in the process that serves it (their files
-        # are in this process's data directory).
+        # one, which also signs people in to the pages: both must be kept up to date in
+        # the process that serves them (their files are in this process's data directory).
         names += [n for n in (CUSTOMERS.name, ACCESS.name) if n not in names]
     if settings.runs("telephony") and DIALPLAN.name not in names:
         names.append(DIALPLAN.name)  # the bridge takes inbound calls from it, likewise
@@ -266,6 +267,8 @@ def register_services(runtime: Any) -> None:
             security=SECURITY,
         )
         runtime.add_route_handlers(api)
+        # The pages people sign in to (OP4) check users with the same access read model.
+        runtime.add_route_handlers(pages_router(access))
     if settings.runs("telephony"):
         dialplan = domain.readmodels[DIALPLAN.name]
         assert isinstance(dialplan, DialplanReadModel)

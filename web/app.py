@@ -3,26 +3,40 @@
 `create_app` is called by the runtime once NATS is connected. Other modules add their
 pages and APIs by passing route handlers (functions, controllers or routers) in
 `extra_route_handlers`; the runtime collects them with `Runtime.add_route_handlers`.
+
+With a data directory, the app also keeps sessions and checks CSRF tokens for the pages
+people sign in to (web.pages.auth); the templates and `/static` are always there.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from html import escape
+from pathlib import Path
 from typing import Any
 
-from litestar import Litestar, MediaType, Response, get
+from jinja2 import Environment, FileSystemLoader
+from litestar import Litestar, MediaType, Response, Router, get
 from litestar.logging.config import LoggingConfig
 from litestar.openapi import OpenAPIConfig
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.static_files import create_static_files_router
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
+from litestar.template.config import TemplateConfig
 from litestar.types import ControllerRouterHandler
 
 from web.api.auth import COMPONENTS
 from web.health import RuntimeView, health_report
+from web.pages.auth import SESSION_STORE, csrf_config, session_config, session_store
+
+WEB_DIR = Path(__file__).parent
 
 
 def create_app(
-    runtime: RuntimeView, extra_route_handlers: Sequence[ControllerRouterHandler] = ()
+    runtime: RuntimeView,
+    extra_route_handlers: Sequence[ControllerRouterHandler] = (),
+    *,
+    data_dir: Path | None = None,
 ) -> Litestar:
     @get("/health", media_type=MediaType.JSON)
     async def health() -> Response[dict[str, Any]]:
@@ -40,8 +54,25 @@ def create_app(
             "<p><a href='/health'>Health</a></p></body></html>"
         )
 
+    # The sign-in pages take "/" when this process serves them (deploy.services).
+    own_index = [] if any("/" in _paths(h) for h in extra_route_handlers) else [index]
+    web: dict[str, Any] = {}
+    if data_dir is not None:
+        web = {
+            "middleware": [session_config().middleware],
+            "stores": {SESSION_STORE: session_store(data_dir)},
+            "csrf_config": csrf_config(data_dir),
+        }
+    templates = Environment(loader=FileSystemLoader(WEB_DIR / "templates"), autoescape=True)
     return Litestar(
-        route_handlers=[health, index, *extra_route_handlers],
+        route_handlers=[
+            health,
+            *own_index,
+            create_static_files_router("/static", [WEB_DIR / "static"], include_in_schema=False),
+            *extra_route_handlers,
+        ],
+        template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(templates)),
+        **web,
         # The API's document at Litestar's default path, /schema (/schema/openapi.json).
         openapi_config=OpenAPIConfig(
             title="cloudcc API", version="1", components=COMPONENTS, use_handler_docstrings=True
@@ -56,3 +87,9 @@ def create_app(
             disable_stack_trace={400, 401, 403, 404, 405, 409, 413, 415, 422, 429},
         ),
     )
+
+
+def _paths(handler: ControllerRouterHandler) -> set[str]:
+    if isinstance(handler, Router):
+        return {route.path for route in handler.routes}
+    return set(getattr(handler, "paths", ()))

@@ -1,0 +1,248 @@
+"""Signing in to the web pages (OP4) on a real `cloudcc up`: the form with its CSRF token,
+the session cookie, each tenant's pages walled off from the others, Vietnamese by default
+and English on request, and the API still opened by keys alone."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from uuid import UUID
+
+import httpx
+import pytest
+from helpers import ROOT, api_headers, running_instance, wait_for
+
+from deploy.natsserver import free_port
+from domain.apps import DomainApps
+from domain.vocabulary import Package
+
+HANOI, SAIGON = "signin-hanoi", "signin-saigon"
+AN_PASSWORD = "mật khẩu của An 2024"
+MAI_PASSWORD = "mật khẩu của Mai 2024"
+
+
+class Site:
+    def __init__(self, url: str, apps: DomainApps, data: Path, nats_url: str) -> None:
+        self.url, self.apps, self.data, self.nats_url = url, apps, data, nats_url
+        self.an: UUID | None = None
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=10, follow_redirects=False)
+
+
+@pytest.fixture(scope="module")
+def site(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    data = tmp_path_factory.mktemp("signin")
+    port = free_port()
+    apps = DomainApps.build({"PERSISTENCE_MODULE": "eventstore", "NATS_URL": nats_url})
+    try:
+        with running_instance(data, nats_url, port):
+            url = f"http://127.0.0.1:{port}"
+            api_headers(url, nats_url, HANOI)  # registers both tenants, with hotlines
+            api_headers(url, nats_url, SAIGON)
+            site = Site(url, apps, data, nats_url)
+            site.an = apps.agents.create_user(
+                HANOI, "An Nguyễn", "an@hanoi.vn", "agent", package=Package.CONTACT_CENTER
+            )
+            apps.agents.set_password(HANOI, site.an, AN_PASSWORD)
+            yield site
+    finally:
+        apps.close()
+
+
+def csrf_token(http: httpx.Client) -> str:
+    """The token of the sign-in form, as a browser would read it (the form's hidden field;
+    fetching the form also sets the CSRF cookie it is checked against)."""
+    form = http.get("/signin")
+    assert form.status_code == 200, form.text
+    found = re.search(r'name="_csrf_token" value="([^"]+)"', form.text)
+    assert found, form.text
+    return found.group(1)
+
+
+def sign_in(http: httpx.Client, tenant: str, login: str, password: str) -> httpx.Response:
+    fields = {"organisation": tenant, "login": login, "password": password}
+    return http.post("/signin", data={**fields, "_csrf_token": csrf_token(http)})
+
+
+@contextlib.contextmanager
+def signed_in(site: Site, tenant: str, login: str, password: str) -> Iterator[httpx.Client]:
+    """A client with a session, once the access read model knows the user."""
+    with site.client() as http:
+        answer = wait_for(lambda: sign_in(http, tenant, login, password), lambda r: r.is_redirect)
+        assert answer.status_code == 303, answer.text
+        yield http
+
+
+def test_an_agent_signs_in_through_the_form_and_is_greeted_in_vietnamese(site: Site) -> None:
+    http = site.client()
+    assert http.get("/").headers["location"] == "/signin"
+    form = http.get("/signin")
+    assert "Đăng nhập" in form.text and 'lang="vi"' in form.text
+    answer = wait_for(
+        lambda: sign_in(http, HANOI, "An@Hanoi.vn", AN_PASSWORD), lambda r: r.is_redirect
+    )
+    assert answer.status_code == 303 and answer.headers["location"] == f"/t/{HANOI}/"
+    [cookie] = [c for c in answer.headers.get_list("set-cookie") if "cloudcc_session=" in c]
+    attributes = {a.strip().lower() for a in cookie.split(";")}
+    assert "httponly" in attributes and "samesite=lax" in attributes
+    assert "secure" not in attributes  # plain http: a secure cookie would never come back
+
+    home = http.get(f"/t/{HANOI}/")
+    assert home.status_code == 200, home.text
+    assert "Xin chào An Nguyễn" in home.text and "Điện thoại viên" in home.text
+    assert HANOI in home.text and "Hộp thư hội thoại" in home.text
+
+    english = http.get(f"/t/{HANOI}/?lang=en")
+    assert "Hello An Nguyễn" in english.text and "Agent" in english.text
+    assert "Conversation inbox" in english.text and 'lang="en"' in english.text
+    # The choice is remembered (a cookie) for the pages that follow.
+    assert "Hello An Nguyễn" in http.get(f"/t/{HANOI}/").text
+
+
+def test_a_wrong_password_is_refused_without_saying_which_field_was_wrong(site: Site) -> None:
+    with signed_in(site, HANOI, "an@hanoi.vn", AN_PASSWORD):
+        pass  # the user is known to the read model by now
+    message = "tổ chức, tên đăng nhập hoặc mật khẩu không đúng"
+    for tenant, login, password in (
+        (HANOI, "an@hanoi.vn", "not An's password"),
+        (HANOI, "nobody@hanoi.vn", AN_PASSWORD),
+        (SAIGON, "an@hanoi.vn", AN_PASSWORD),
+        ("no-such-tenant", "an@hanoi.vn", AN_PASSWORD),
+    ):
+        http = site.client()
+        answer = sign_in(http, tenant, login, password)
+        assert answer.status_code == 401 and message in answer.text, (tenant, login)
+        assert "cloudcc_session" not in http.cookies
+        assert http.get(f"/t/{HANOI}/").headers["location"] == "/signin"
+
+
+def test_a_form_posted_without_its_csrf_token_is_refused(site: Site) -> None:
+    http = site.client()
+    http.get("/signin")  # the CSRF cookie alone is not enough: the form must carry it
+    fields = {"organisation": HANOI, "login": "an@hanoi.vn", "password": AN_PASSWORD}
+    assert http.post("/signin", data=fields).status_code == 403
+    assert site.client().post("/signin", data=fields).status_code == 403
+    forged = {**fields, "_csrf_token": "forged"}
+    assert http.post("/signin", data=forged).status_code == 403
+    with signed_in(site, HANOI, "an@hanoi.vn", AN_PASSWORD) as http:
+        assert http.post("/signout").status_code == 403
+        assert http.get(f"/t/{HANOI}/").status_code == 200  # still signed in
+
+
+def test_another_organisations_page_is_a_clear_403(site: Site) -> None:
+    with signed_in(site, HANOI, "an@hanoi.vn", AN_PASSWORD) as http:
+        refused = http.get(f"/t/{SAIGON}/")
+        assert refused.status_code == 403
+        assert "Trang này thuộc về một tổ chức khác." in refused.text
+        assert f'href="/t/{HANOI}/"' in refused.text
+        english = http.get(f"/t/{SAIGON}/?lang=en")
+        assert english.status_code == 403
+        assert "This page belongs to another organisation." in english.text
+        assert http.get("/t/_/").status_code == 403  # nor the operator's
+
+
+def test_signing_out_ends_the_session(site: Site) -> None:
+    with signed_in(site, HANOI, "an@hanoi.vn", AN_PASSWORD) as http:
+        session = http.cookies["cloudcc_session"]
+        token = re.search(r'name="_csrf_token" value="([^"]+)"', http.get(f"/t/{HANOI}/").text)
+        assert token
+        out = http.post("/signout", data={"_csrf_token": token.group(1)})
+        assert out.status_code == 303 and out.headers["location"] == "/signin"
+        assert http.get(f"/t/{HANOI}/").headers["location"] == "/signin"
+    # The old cookie, kept by someone, opens nothing either: the session is gone.
+    with site.client() as stale:
+        stale.cookies.set("cloudcc_session", session)
+        assert stale.get(f"/t/{HANOI}/").headers["location"] == "/signin"
+
+
+def test_signing_in_again_starts_a_new_session(site: Site) -> None:
+    with signed_in(site, HANOI, "an@hanoi.vn", AN_PASSWORD) as http:
+        first = http.cookies["cloudcc_session"]
+        assert sign_in(http, HANOI, "an@hanoi.vn", AN_PASSWORD).status_code == 303
+        assert http.cookies["cloudcc_session"] != first
+        with site.client() as stale:
+            stale.cookies.set("cloudcc_session", first)
+            assert stale.get(f"/t/{HANOI}/").status_code == 303
+
+
+def test_a_deactivated_users_session_is_refused_on_the_next_request(site: Site) -> None:
+    apps = site.apps
+    mai = apps.agents.create_user(
+        HANOI, "Mai Trần", "mai@hanoi.vn", "supervisor", package=Package.CONTACT_CENTER
+    )
+    apps.agents.set_password(HANOI, mai, MAI_PASSWORD)
+    with signed_in(site, HANOI, "mai@hanoi.vn", MAI_PASSWORD) as http:
+        assert "Giám sát viên" in http.get(f"/t/{HANOI}/").text
+        apps.agents.deactivate(HANOI, mai, "left the company")
+        refused = wait_for(lambda: http.get(f"/t/{HANOI}/"), lambda r: r.status_code != 200)
+        assert refused.status_code == 303 and refused.headers["location"] == "/signin"
+        # The session was dropped: Litestar overwrites the cookie with "null".
+        assert http.cookies.get("cloudcc_session") in (None, "null")
+        assert sign_in(http, HANOI, "mai@hanoi.vn", MAI_PASSWORD).status_code == 401
+
+
+def test_the_cli_adds_a_tenant_admin_and_an_operator_who_sign_in(site: Site) -> None:
+    env = {**os.environ, "CLOUDCC_DATA": str(site.data), "NATS_URL": site.nats_url}
+
+    def cloudcc(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "deploy.cli", *args],
+            check=False,  # the tests look at refusals (exit code 1) too
+            cwd=ROOT,
+            env=env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    added = cloudcc(
+        "user", "add", SAIGON, "lan@saigon.vn", "--name", "Lan Lê", "--role", "tenant_admin"
+    )
+    assert added.returncode == 0, added.stderr
+    UUID(added.stdout.strip())
+    again = cloudcc("user", "add", SAIGON, "LAN@saigon.vn", "--name", "Lan", "--role", "agent")
+    assert again.returncode == 1 and "already has a user" in again.stderr
+    weak = cloudcc("user", "password", SAIGON, "lan@saigon.vn", stdin="short\n")
+    assert weak.returncode == 1 and "at least 10" in weak.stderr
+    unknown = cloudcc("user", "password", SAIGON, "nobody", stdin="long enough password\n")
+    assert unknown.returncode == 1 and "no user" in unknown.stderr
+    done = cloudcc("user", "password", SAIGON, "lan@saigon.vn", stdin="mật khẩu của Lan\n")
+    assert done.returncode == 0, done.stderr
+    assert "mật khẩu của Lan" not in done.stdout + done.stderr
+    with signed_in(site, SAIGON, "lan@saigon.vn", "mật khẩu của Lan") as http:
+        home = http.get(f"/t/{SAIGON}/?lang=en")
+        assert "Hello Lan Lê" in home.text and "Tenant admin" in home.text
+        assert "Organisation settings" in home.text
+        assert http.get(f"/t/{HANOI}/").status_code == 403
+
+    operator = cloudcc("user", "add", "_", "noc", "--name", "Trực ca", "--role", "operator")
+    assert operator.returncode == 0, operator.stderr
+    assert cloudcc("user", "password", "_", "noc", stdin="mật khẩu trực ca\n").returncode == 0
+    with signed_in(site, "_", "noc", "mật khẩu trực ca") as http:
+        home = http.get("/t/_/")
+        assert "Xin chào Trực ca" in home.text and "Nhà vận hành" in home.text
+        assert http.get(f"/t/{SAIGON}/").status_code == 403
+
+
+def test_the_api_still_opens_with_a_key_and_no_csrf_token(site: Site) -> None:
+    headers = api_headers(site.url, site.nats_url, HANOI)
+    with httpx.Client(base_url=site.url, timeout=10, headers=headers) as http:
+        created = http.post(f"/api/v1/tenants/{HANOI}/customers", json={"name": "Khách Hà"})
+        assert created.status_code == 201, created.text
+        assert "set-cookie" not in created.headers  # no session, no CSRF cookie for the API
+        assert http.get(f"/api/v1/tenants/{SAIGON}/customers").status_code == 403
+    assert httpx.get(f"{site.url}/health", timeout=10).status_code == 200
+    assert httpx.get(f"{site.url}/static/app.css", timeout=10).status_code == 200
+
+
+def test_the_csrf_secret_is_kept_for_its_owner_only(site: Site) -> None:
+    secret = site.data / "secret.key"
+    assert secret.stat().st_mode & 0o777 == 0o600 and len(secret.read_text().strip()) >= 32
+    assert (site.data / "sessions").is_dir()
