@@ -31,6 +31,9 @@ from telephony_bridge.driver import SwitchError, SwitchUnavailable
 
 log = logging.getLogger(__name__)
 
+# How long a command's reply may take before the connection is deemed stuck.
+REPLY_TIMEOUT = 15.0
+
 EventCallback = Callable[[dict[str, Any]], None]
 ReconnectHook = Callable[[], Awaitable[None]]
 
@@ -353,7 +356,15 @@ class EslClient:
                 await writer.drain()
             except OSError as exc:
                 raise SwitchUnavailable(f"write to FreeSWITCH failed: {exc}") from exc
-            return await fut
+            try:
+                return await asyncio.wait_for(asyncio.shield(fut), REPLY_TIMEOUT)
+            except TimeoutError:
+                # Replies come back in command order: one that never comes would leave every
+                # later reply matched to the wrong command, so the connection is made anew.
+                writer.close()
+                raise SwitchUnavailable(
+                    f"FreeSWITCH did not answer {text.splitlines()[0]!r} in {REPLY_TIMEOUT:.0f} s"
+                ) from None
 
     def _check_ready(self) -> None:
         if not self._ready:

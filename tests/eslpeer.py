@@ -79,6 +79,7 @@ class EslPeer:
         self.unregistered: set[str] = set()  # user/<x> dials that fail like FreeSWITCH's
         self.connections_served = 0
         self.snapshot_delay = 0.0  # seconds between taking `show channels` and answering
+        self.stalled = False  # True: `api` commands get no reply at all
         self._conns: list[_Conn] = []
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -267,6 +268,8 @@ class EslPeer:
             conn.events |= set(names.split())
             w.write(_reply(f"+OK event listener enabled {fmt}"))
         elif verb == "api":
+            if self.stalled:
+                return  # a switch that has stopped answering (its reply never comes)
             body = await self.api(rest)
             if not w.is_closing():
                 w.write(_api_response(body))

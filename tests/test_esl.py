@@ -532,3 +532,24 @@ def test_a_call_created_while_the_resync_snapshot_is_taken_is_not_hung_up() -> N
         assert hung.cause == "NORMAL_CLEARING" and len(rec.of(ChannelHungUp, late)) == 1
 
     run(with_driver(body))
+
+
+def test_a_reply_that_never_comes_fails_the_command_and_the_connection_is_made_anew(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from telephony_bridge import esl
+
+    monkeypatch.setattr(esl, "REPLY_TIMEOUT", 0.3)
+
+    async def body(peer: EslPeer, driver: FreeSwitchDriver, rec: Recorder) -> None:
+        customer = peer.inject_inbound("+1555", "8000")
+        await rec.one(ChannelCreated, customer)
+        peer.stalled = True
+        with pytest.raises(SwitchUnavailable, match="did not answer"):
+            await driver.answer(customer)
+        peer.stalled = False
+        await wait_until(lambda: driver.client.reconnects == 1)
+        await driver.answer(customer)  # in step again: replies match their commands
+        await rec.one(ChannelAnswered, customer)
+
+    run(with_driver(body))
