@@ -86,6 +86,9 @@ PUBLISH_ATTEMPTS = 40
 # What a publish may fail with while the server or its stream is briefly away (a refusal,
 # say a message too large, is not retried).
 TRANSIENT = (TimeoutError, NoRespondersError, NoStreamResponseError, ConnectionClosedError)
+# Seconds a rung leg may outlast the queue's ring timeout on the switch: the router's own
+# StopRinging comes first; this bounds a ring whose StopRinging never arrives.
+RING_GRACE = 5
 # When, after a start, calls the switch lost are looked for (seconds between looks).
 LOST = (3.0, 30.0, 120.0)
 # The legs a call is there for: when one of them leaves, the call is over for everyone.
@@ -110,6 +113,7 @@ class Leg:
     number: str = ""  # the customer's number (shown on agents' phones)
     answered: bool = False
     held: bool = False
+    cancelled: bool = False  # stopped before the switch had it: put down when it appears
     bridge_on_answer: str | None = None  # the channel to connect it with when it answers
     then: Callable[[], Awaitable[None]] | None = None  # an origin leg: dial the other side
     supervise: tuple[str, SupervisionMode] | None = None  # a supervisor leg: target, mode
@@ -298,6 +302,8 @@ class TelephonyBridge:
             await self._on_answered(event, leg, common)
         elif isinstance(event, ChannelHungUp):
             del self.legs[channel]
+            if leg.cancelled:
+                return  # never announced (no CallAgentRinging): nothing to report
             if leg.role in ("customer", "customer_out"):
                 self.recording.pop((tenant, ref), None)
             cause = event.cause or "NORMAL_CLEARING"
@@ -391,7 +397,9 @@ class TelephonyBridge:
             leg = self._leg_from_variables(event.variables, event.caller_number)
             if leg is not None:
                 self.legs[event.channel_id] = leg
-        if leg is not None:
+        if leg is not None and leg.cancelled:
+            await self.driver.hangup(event.channel_id, "ORIGINATOR_CANCEL")
+        elif leg is not None:
             await self._announce(event, leg)
         elif event.direction == "inbound" and VAR_TENANT in event.variables:
             await self._from_a_phone(event)
@@ -555,7 +563,13 @@ class TelephonyBridge:
         await self._dial(customer, channel, hotlines[0], new_id=customer_id)
 
     async def _dial(
-        self, leg: Leg, bridge_to: str | None, caller_id: str, *, new_id: str | None = None
+        self,
+        leg: Leg,
+        bridge_to: str | None,
+        caller_id: str,
+        *,
+        new_id: str | None = None,
+        ring_seconds: int | None = None,
     ) -> str:
         """Originate a leg the bridge names (and so recognises in every event)."""
         channel = new_id or str(uuid4())
@@ -563,8 +577,13 @@ class TelephonyBridge:
         self.legs[channel] = leg
         kind = leg.endpoint if leg.user_id else EndpointKind.EXTERNAL
         dial = _dial(kind or EndpointKind.EXTERNAL, leg.address)
+        variables = self._variables(leg)
+        if ring_seconds is not None:
+            # FreeSWITCH's own give-up time for the dial, so that a ring the router stopped
+            # (a StopRinging lost, a bridge restarted) does not ring on for a minute.
+            variables["originate_timeout"] = str(ring_seconds)
         try:
-            await self.driver.originate(channel, dial, caller_id, self._variables(leg))
+            await self.driver.originate(channel, dial, caller_id, variables)
         except BaseException:
             self.legs.pop(channel, None)
             raise
@@ -669,7 +688,12 @@ class TelephonyBridge:
                 command.endpoint_kind,
                 command.endpoint_address,
             )
-            await self._dial(leg, customer, self.legs[customer].number)
+            await self._dial(
+                leg,
+                customer,
+                self.legs[customer].number,
+                ring_seconds=command.ring_timeout_seconds + RING_GRACE,
+            )
         elif isinstance(command, commands.StopRinging):
             for channel, leg in list(self.legs.items()):
                 if (leg.tenant_id, leg.call_ref, leg.user_id, leg.role) == (
@@ -678,7 +702,12 @@ class TelephonyBridge:
                     str(command.agent_id),
                     "agent",
                 ) and not leg.answered:
-                    await self.driver.hangup(channel, "ORIGINATOR_CANCEL")
+                    try:
+                        await self.driver.hangup(channel, "ORIGINATOR_CANCEL")
+                    except NoSuchChannel:
+                        # Dialled in the background (FreeSWITCH's bgapi), it is not on the
+                        # switch yet: put down the moment it appears.
+                        leg.cancelled = True
         elif isinstance(command, commands.SendToFallback):
             customer = self._customer(tenant, command.call_ref)
             # A prompt takes seconds: played aside, so that other commands do not wait.

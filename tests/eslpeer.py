@@ -80,6 +80,7 @@ class EslPeer:
         self.connections_served = 0
         self.snapshot_delay = 0.0  # seconds between taking `show channels` and answering
         self.stalled = False  # True: `api` commands get no reply at all
+        self.background_delay = 0.0  # seconds before a `bgapi` command runs
         self._conns: list[_Conn] = []
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -287,6 +288,8 @@ class EslPeer:
             w.write(_reply("-ERR command not found"))
 
     async def _background(self, job: str, cmd: str) -> None:
+        if self.background_delay:
+            await asyncio.sleep(self.background_delay)  # a dial that takes its time
         body = await self.api(cmd)
         name = cmd.split(" ", 1)[0]
         self._emit(

@@ -230,3 +230,62 @@ def test_a_fact_is_published_once_jetstream_is_back(tmp_path: Path) -> None:
         assert [f["type"] for f in kept] == ["CallStarted", "CallQueued"]
     finally:
         server.stop()
+
+
+def test_a_ring_stopped_before_the_switch_created_the_leg_is_put_down_when_it_appears(
+    nats_url: str, tmp_path: Path
+) -> None:
+    tenant, dialplan = tenant_with_hotline(nats_url, tmp_path, "+842873002222")
+
+    async def scenario() -> tuple[list[dict[str, Any]], EslPeer, str]:
+        nc = await nats.connect(nats_url)
+        js = nc.jetstream()
+        await ensure_facts_stream(js)
+        seen: list[dict[str, Any]] = []
+
+        async def on_fact(msg: Any) -> None:
+            seen.append(msgspec.json.decode(msg.data))
+
+        await nc.subscribe(f"facts.{tenant}.>", cb=on_fact)
+        async with EslPeer(answer_delay=None) as peer:
+            bridge = TelephonyBridge(
+                nc, js, FreeSwitchDriver(peer.host, peer.port, "ClueCon"), dialplan, tmp_path
+            )
+            await bridge.start()
+            try:
+                customer = peer.inject_inbound("0901234567", "02873002222")
+                await wait_until(lambda: _kinds(seen)["CallQueued"] == 1)
+                peer.background_delay = 0.5  # the dial is slow to start
+                agent = uuid.uuid4()
+                ring = commands.RingAgent(
+                    command_id=str(uuid.uuid4()),
+                    tenant_id=tenant,
+                    call_id=uuid.uuid4(),
+                    call_ref=customer,
+                    agent_id=agent,
+                    endpoint_kind="sip_phone",
+                    endpoint_address="1001",
+                    ring_timeout_seconds=20,
+                )
+                stop = commands.StopRinging(
+                    command_id=str(uuid.uuid4()),
+                    tenant_id=tenant,
+                    call_id=ring.call_id,
+                    call_ref=customer,
+                    agent_id=agent,
+                    reason="withdrawn",
+                )
+                for command in (ring, stop):
+                    await nc.publish(commands.subject(tenant, command), commands.encode(command))
+                await asyncio.sleep(1.0)
+                originated = [c for c in peer.commands if c.startswith("bgapi originate")]
+                assert len(originated) == 1 and "originate_timeout=25" in originated[0]
+            finally:
+                await bridge.stop()
+            await nc.close()
+            return seen, peer, customer
+
+    seen, peer, customer = asyncio.run(scenario())
+    # The leg appeared after the StopRinging and was put down at once; the caller waits on.
+    assert list(peer.channels) == [customer]
+    assert _kinds(seen)["CallAgentRinging"] == 0 and _kinds(seen)["TelephonyCommandFailed"] == 0
