@@ -4,8 +4,11 @@ comes back as facts.
     cmd.<tenant>.telephony.<verb>  ──►  bridge  ──►  driver (FreeSWITCH ESL | built-in)
     facts.<tenant>.call            ◄──  bridge  ◄──  switch events
 
-- Commands arrive on core NATS in the queue group `telephony-bridge`, so several bridges
-  share them. A command seen before (its `command_id`) is not carried out again. One the
+- Commands arrive on core NATS in the queue group `telephony-bridge`. A command seen
+  before (its `command_id`) is not carried out again by this bridge. Run one bridge per
+  switch: each bridge acts on every event of its switch (answers callers, walks IVRs),
+  so a second one on the same switch is a standby to start when the first is gone, and
+  the queue group spreads commands only across bridges of different switches. One the
   switch cannot carry out (the call is gone, a channel refused) becomes a
   `TelephonyCommandFailed` fact with the reason, and nothing else stops.
 - Switch events become facts whose `fact_id` is the switch's event id, so an event

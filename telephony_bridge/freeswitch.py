@@ -661,13 +661,12 @@ class FreeSwitchDriver:
             raise
 
     async def set_variables(self, channel_id: str, variables: dict[str, str]) -> None:
-        pairs = []
+        # One uuid_setvar each, not uuid_setvar_multi: its `;` separator may well be in a
+        # value (a SIP address's `;transport=tcp`).
         for key, value in variables.items():
             _check_value(key)
             _check_value(value)
-            pairs.append(f"{key}={value}")
-        if pairs:
-            await self._api(f"uuid_setvar_multi {_id(channel_id)} {';'.join(pairs)}")
+            await self._api(f"uuid_setvar {_id(channel_id)} {key} {value}")
         known = self._known.get(channel_id)
         if known is not None:
             known.variables.update(variables)

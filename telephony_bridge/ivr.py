@@ -104,7 +104,33 @@ class IvrWalker:
             if node_id is None and alive():
                 await self.driver.hangup(channel, "NORMAL_CLEARING")
         except (SwitchError, TimeoutError) as error:
-            log.info("ivr: the walk of %s ended: %s", ref, error)
+            log.warning("ivr: the walk of %s failed (%s); the caller goes to a person", ref, error)
+            await self._fall_back(tenant, ref, channel, flow, origin, alive)
+
+    async def _fall_back(
+        self,
+        tenant: str,
+        ref: str,
+        channel: str,
+        flow: FlowGraph,
+        origin: str,
+        alive: Callable[[], bool],
+    ) -> None:
+        """A walk that broke down (a prompt or its digits never reported) must not leave
+        the caller in silence: into the flow's first queue, or else the call ends."""
+        if not alive():
+            return
+        queue = next(
+            (n.queue_id for n in flow.nodes.values() if n.kind is NodeKind.QUEUE and n.queue_id),
+            None,
+        )
+        try:
+            if queue is not None:
+                await self.queue(tenant, ref, queue, f"{origin}:ivr:failed:queued")
+            else:
+                await self.driver.hangup(channel, "NORMAL_TEMPORARY_FAILURE")
+        except SwitchError as error:
+            log.warning("ivr: %s could not be sent on: %s", ref, error)
 
     async def play(self, channel: str, prompt: str) -> None:
         await self._until(channel, PlaybackFinished, self.driver.play(channel, prompt))

@@ -330,10 +330,8 @@ class EslPeer:
                 return CHANNEL_NOT_FOUND
             return f"-ERR {name} Command not found!\n"
         ch = self.channels[args[0]]
-        if name == "uuid_setvar_multi" and len(args) == 2:
-            for pair in args[1].split(";"):
-                key, _, value = pair.partition("=")
-                ch.variables[key] = value
+        if name == "uuid_setvar" and len(args) >= 2:
+            ch.variables[args[1]] = " ".join(args[2:])
             return "+OK\n"
         if name == "uuid_answer":
             self.answer(ch.uuid)

@@ -475,8 +475,9 @@ def test_a_conference_moves_each_leg_and_reports_each_join_and_tags_a_leg() -> N
         await driver.answer(customer)
         await driver.set_variables(customer, {"cloudcc_tenant": "t1", "cloudcc_call_ref": "c-9"})
         assert peer.channels[customer].variables["cloudcc_call_ref"] == "c-9"
-        assert sent(peer, "api uuid_setvar_multi") == [
-            f"api uuid_setvar_multi {customer} cloudcc_tenant=t1;cloudcc_call_ref=c-9"
+        assert sent(peer, "api uuid_setvar ") == [
+            f"api uuid_setvar {customer} cloudcc_tenant t1",
+            f"api uuid_setvar {customer} cloudcc_call_ref c-9",
         ]
         agent = "66666666-6666-4666-8666-666666666666"
         await driver.originate(agent, Dial(kind=EndpointKind.SIP_PHONE, address="1001"), "1", VARS)
