@@ -100,6 +100,10 @@ _SIP, _IP, _WEB, _MOBILE = (
     EndpointKind.MOBILE,
 )
 
+# The demo's people sign in at /signin with organisation "demo", their login and this.
+DEMO_PASSWORD = "demo-cloudcc"
+SUPERVISOR_LOGIN = "ha.trinh@demo.vn"
+
 # fmt: off
 AGENTS: tuple[AgentSpec, ...] = (
     _agent("Nguyễn Thị Lan", "lan.nguyen", "101", (_SIP, "101@sip.demo.vn"), {"vi": 9, "billing": 6}, (CARE,), switchboard=True),
@@ -417,6 +421,9 @@ def seed(apps: DomainApps, now: datetime | None = None) -> DemoSetup:
         if spec.login not in users:
             users[spec.login] = _create_user(apps, spec)
             created["users"] += 1
+        if not apps.agents.get(TENANT, users[spec.login])["has_password"]:
+            # Everyone of the demo signs in with the one password the start-up prints.
+            apps.agents.set_password(TENANT, users[spec.login], DEMO_PASSWORD)
 
     queues = {e.name: e.originator_id for e in created_events(apps.queues, Queue.Created)}
     fresh: list[QueueSpec] = []

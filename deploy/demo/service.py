@@ -14,7 +14,7 @@ import random
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from deploy.demo.seed import TENANT, seed
+from deploy.demo.seed import DEMO_PASSWORD, SUPERVISOR_LOGIN, TENANT, seed
 from deploy.demo.traffic import Traffic
 from deploy.settings import SettingsError
 from projections.boards import AgentBoardReadModel
@@ -99,6 +99,10 @@ class DemoService:
             said = f"demo tenant '{TENANT}' seeded ({made}); traffic flowing"
         else:
             said = f"demo tenant '{TENANT}' found, nothing to seed; traffic flowing"
+        said += (
+            f"; sign in at /signin as organisation '{TENANT}', login {SUPERVISOR_LOGIN} "
+            f"(or any demo user), password {DEMO_PASSWORD}"
+        )
         log.info("demo: %s (speed %g)", said, self.speed)
         print(f"cloudcc: {said}", flush=True)
 

@@ -217,3 +217,23 @@ def test_the_speed_comes_from_the_environment() -> None:
     for bad in ("fast", "0", "-1"):
         with pytest.raises(SettingsError):
             speed_from_env({"CLOUDCC_DEMO_SPEED": bad})
+
+
+def test_every_demo_user_signs_in_with_the_printed_password(
+    apps: DomainApps, tmp_path: Any
+) -> None:
+    from deploy.demo.seed import AGENTS, DEMO_PASSWORD, SUPERVISOR_LOGIN
+    from projections.access import AccessReadModel
+    from projections.replay import catch_up
+
+    seed(apps, NOW)
+    access = AccessReadModel(tmp_path / "access.sqlite")
+    catch_up(access, apps)
+    supervisor = access.sign_in(TENANT, SUPERVISOR_LOGIN, DEMO_PASSWORD)
+    assert supervisor is not None and supervisor.role == "supervisor"
+    assert access.sign_in(TENANT, SUPERVISOR_LOGIN, "not-the-password") is None
+    assert access.sign_in(TENANT, AGENTS[0].login, DEMO_PASSWORD) is not None
+    # A second seed sets nothing again (a password someone changed stays theirs).
+    before = len(list(apps.agents.recorder.select_notifications(1, 100_000)))
+    seed(apps, NOW)
+    assert len(list(apps.agents.recorder.select_notifications(1, 100_000))) == before
