@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from litestar import Router as HttpRouter
 
@@ -18,11 +18,22 @@ from domain.apps import DomainApps
 from domain.asyncapp import AsyncRunner
 from domain.customers import Customers
 from projections.access import AccessReadModel
+from projections.boards import AgentBoardReadModel, QueueBoardReadModel
 from projections.calllog import CallLogReadModel
 from projections.dialplan import DialplanReadModel
 from projections.feeds import Feeds
 from projections.readmodel import SqliteReadModel
-from projections.registry import ACCESS, CALL_LOG, CUSTOMERS, DIALPLAN, READMODELS, ROUTING
+from projections.registry import (
+    ACCESS,
+    AGENT_BOARD,
+    CALL_LOG,
+    CUSTOMERS,
+    DIALPLAN,
+    QUEUE_BOARD,
+    READMODELS,
+    ROUTING,
+    ReadModelSpec,
+)
 from projections.routing import Router
 from projections.service import ProjectionService
 from telephony_bridge.bridge import TelephonyBridge
@@ -30,6 +41,7 @@ from web.api.auth import SECURITY, api_key_guard
 from web.api.calls import calls_router
 from web.api.customers import customers_router
 from web.pages.auth import pages_router
+from web.pages.board import board_router
 
 
 class DomainService:
@@ -220,6 +232,19 @@ def driver_for(switch: str) -> Any:
     )
 
 
+M = TypeVar("M", bound=SqliteReadModel)
+
+
+def _kept_or_opened(
+    domain: DomainService, spec: ReadModelSpec[SqliteReadModel], cls: type[M], data_dir: Path
+) -> M:
+    """The read model this process keeps, or else its file opened for reading."""
+    kept = domain.readmodels.get(spec.name)
+    model = kept if kept is not None else spec.open(data_dir)
+    assert isinstance(model, cls)
+    return model
+
+
 def register_services(runtime: Any) -> None:
     """Everything by default; with `CLOUDCC_SERVICES`, only the parts named (scaled out:
     the fact consumers, the API and each read model may each run in its own process)."""
@@ -252,8 +277,7 @@ def register_services(runtime: Any) -> None:
         runtime.add_service(ProjectionService(lambda: domain.apps, readmodel, feeds=feeds.feeds))
     if settings.runs("api"):
         # The call log is read from its file: this process need not be the one keeping it.
-        kept = domain.readmodels.get(CALL_LOG.name)
-        call_log = kept if isinstance(kept, CallLogReadModel) else CALL_LOG.open(settings.data_dir)
+        call_log = _kept_or_opened(domain, CALL_LOG, CallLogReadModel, settings.data_dir)
         access = domain.readmodels[ACCESS.name]
         assert isinstance(access, AccessReadModel)
         # Every API route behind one door: a key of the tenant in the path (web.api.auth).
@@ -269,6 +293,10 @@ def register_services(runtime: Any) -> None:
         runtime.add_route_handlers(api)
         # The pages people sign in to (OP4) check users with the same access read model.
         runtime.add_route_handlers(pages_router(access))
+        # The boards are read from their files, kept by this process or another.
+        board = _kept_or_opened(domain, AGENT_BOARD, AgentBoardReadModel, settings.data_dir)
+        waits = _kept_or_opened(domain, QUEUE_BOARD, QueueBoardReadModel, settings.data_dir)
+        runtime.add_route_handlers(board_router(access, board, waits, lambda: runtime.nc))
     if settings.runs("telephony"):
         dialplan = domain.readmodels[DIALPLAN.name]
         assert isinstance(dialplan, DialplanReadModel)

@@ -246,3 +246,48 @@ def test_the_csrf_secret_is_kept_for_its_owner_only(site: Site) -> None:
     secret = site.data / "secret.key"
     assert secret.stat().st_mode & 0o777 == 0o600 and len(secret.read_text().strip()) >= 32
     assert (site.data / "sessions").is_dir()
+
+
+def test_the_supervisor_board_shows_the_floor_and_pushes_its_changes(site: Site) -> None:
+    apps = site.apps
+    lan = apps.agents.create_user(
+        HANOI, "Lan Phạm", "lan@hanoi.vn", "supervisor", package=Package.CONTACT_CENTER
+    )
+    apps.agents.set_password(HANOI, lan, "mật khẩu của Lan 2024")
+    assert site.an is not None
+    apps.agents.add_endpoint(HANOI, site.an, "sip_phone", "an-desk")
+    apps.agents.go_available(HANOI, site.an)
+    with signed_in(site, HANOI, "lan@hanoi.vn", "mật khẩu của Lan 2024") as http:
+        home = http.get(f"/t/{HANOI}/")
+        assert f'href="/t/{HANOI}/board"' in home.text  # the board is a real link now
+        board = wait_for(
+            lambda: http.get(f"/t/{HANOI}/board?lang=en"),
+            lambda r: 'data-presence="available"' in r.text,
+        )
+        assert board.status_code == 200 and "Supervisor board" in board.text
+        assert "An Nguyễn" in board.text and "Available" in board.text
+
+        # The live stream: An takes a break, and the change arrives as an event.
+        with http.stream("GET", f"/t/{HANOI}/live", timeout=15) as stream:
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            lines = stream.iter_lines()
+            assert "hello" in next(line for line in lines if line.startswith("data:"))
+            apps.agents.take_break(HANOI, site.an, "Ăn trưa")
+            change = next(
+                line for line in lines if line.startswith("data:") and "agent_board" in line
+            )
+            assert str(site.an) in change
+        tables = http.get(f"/t/{HANOI}/board/tables")
+        assert "Ăn trưa" in tables.text and 'data-presence="break"' in tables.text
+        # Another tenant's board: 403, and its stream neither.
+        assert http.get(f"/t/{SAIGON}/board").status_code == 403
+        assert http.get(f"/t/{SAIGON}/live").status_code == 403
+
+    # An agent of the tenant may not see the board: a 403 that says why.
+    with signed_in(site, HANOI, "an@hanoi.vn", AN_PASSWORD) as http:
+        refused = http.get(f"/t/{HANOI}/board")
+        assert refused.status_code == 403 and "giám sát viên" in refused.text
+        assert http.get(f"/t/{HANOI}/live").status_code == 403
+    # Without a session: to the sign-in form.
+    with site.client() as http:
+        assert http.get(f"/t/{HANOI}/board").headers["location"] == "/signin"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -45,6 +46,8 @@ from litestar.types import Empty, Message, ScopeSession
 from projections.access import AccessReadModel, Principal
 from web.pages.i18n import DEFAULT_LANGUAGE, language, translator
 
+ExceptionHandler = Callable[[Request[Any, Any, Any], Any], Response[Any]]
+
 SESSION_COOKIE = "cloudcc_session"
 SESSION_STORE = "sessions"
 LANG_COOKIE = "lang"
@@ -56,6 +59,8 @@ NOT_PAGES = ["^/api/", "^/health$"]
 # The state key under which sign-in asks for a new session id.
 _FRESH_SESSION = "cloudcc_fresh_session_id"
 
+# The pages of ROLE_LINKS that exist so far (the others say "coming soon").
+READY_PAGES = frozenset({"board"})
 # Which pages each role will have (the links of the landing page; the pages come later).
 ROLE_LINKS: dict[str, list[str]] = {
     "agent": ["inbox"],
@@ -258,15 +263,12 @@ def pages_router(access: AccessReadModel) -> Router:
     async def home(request: Request[Any, Any, Any], tenant_id: str) -> Template:
         principal = principal_of(request)
         links = ROLE_LINKS.get(principal.role, [])
-        return page(request, "home.html", principal=principal, links=links)
+        return page(request, "home.html", principal=principal, links=links, ready=READY_PAGES)
 
     return Router(
         path="/",
         route_handlers=[root, signin_form, signin, signout, home],
-        exception_handlers={
-            SignInRequired: _to_signin,
-            OtherOrganisation: _forbidden,
-        },
+        exception_handlers=dict(PAGE_EXCEPTION_HANDLERS),
     )
 
 
@@ -278,3 +280,10 @@ def _forbidden(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]
     assert isinstance(exc, OtherOrganisation)
     home = home_url(exc.principal.tenant_id)
     return page(request, "forbidden.html", HTTP_403_FORBIDDEN, home=home)
+
+
+# What every router of signed-in pages answers when its guard says no.
+PAGE_EXCEPTION_HANDLERS: dict[int | type[Exception], ExceptionHandler] = {
+    SignInRequired: _to_signin,
+    OtherOrganisation: _forbidden,
+}
