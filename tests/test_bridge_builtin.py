@@ -9,9 +9,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import nats
-from test_bridge_freeswitch import tenant_with_hotline, wait_until
+from test_bridge_freeswitch import tenant_with_hotline, wait_until, watch_facts
 
 from connectors.facts import ensure_facts_stream
 from telephony_bridge import commands
@@ -28,12 +27,7 @@ def test_an_agent_answering_after_another_took_the_call_is_put_down(
         nc = await nats.connect(nats_url)
         js = nc.jetstream()
         await ensure_facts_stream(js)
-        seen: list[dict[str, Any]] = []
-
-        async def on_fact(msg: Any) -> None:
-            seen.append(msgspec.json.decode(msg.data))
-
-        await nc.subscribe(f"facts.{tenant}.>", cb=on_fact)
+        seen = await watch_facts(nc, tenant)
         switch = BuiltinSwitch()
         switch.set_party("slow", Party(answer_after=0.6))
         switch.set_party("fast", Party(answer_after=0.2))

@@ -37,6 +37,17 @@ async def wait_until(predicate: Any, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.02)
 
 
+async def watch_facts(nc: Any, tenant: str) -> list[dict[str, Any]]:
+    """Every fact of the tenant published from now on, as the subscription sees it."""
+    seen: list[dict[str, Any]] = []
+
+    async def on_fact(msg: Any) -> None:
+        seen.append(msgspec.json.decode(msg.data))
+
+    await nc.subscribe(f"facts.{tenant}.>", cb=on_fact)
+    return seen
+
+
 def tenant_with_hotline(
     nats_url: str, tmp_path: Path, hotline: str
 ) -> tuple[str, DialplanReadModel]:
@@ -148,12 +159,7 @@ def test_a_restarted_bridge_knows_the_live_calls_again(nats_url: str, tmp_path: 
         nc = await nats.connect(nats_url)
         js = nc.jetstream()
         await ensure_facts_stream(js)
-        seen: list[dict[str, Any]] = []
-
-        async def on_fact(msg: Any) -> None:
-            seen.append(msgspec.json.decode(msg.data))
-
-        await nc.subscribe(f"facts.{tenant}.>", cb=on_fact)
+        seen = await watch_facts(nc, tenant)
         async with EslPeer() as peer:
             first = TelephonyBridge(
                 nc, js, FreeSwitchDriver(peer.host, peer.port, "ClueCon"), dialplan, tmp_path
@@ -198,12 +204,7 @@ def test_a_fact_is_published_once_jetstream_is_back(tmp_path: Path) -> None:
             js = nc.jetstream()
             await ensure_facts_stream(js)
             # Every attempt, as core NATS delivers it whether a stream keeps it or not.
-            seen: list[dict[str, Any]] = []
-
-            async def on_fact(msg: Any) -> None:
-                seen.append(msgspec.json.decode(msg.data))
-
-            await nc.subscribe(f"facts.{tenant}.>", cb=on_fact)
+            seen = await watch_facts(nc, tenant)
             async with EslPeer() as peer:
                 bridge = TelephonyBridge(
                     nc, js, FreeSwitchDriver(peer.host, peer.port, "ClueCon"), dialplan, tmp_path
@@ -241,12 +242,7 @@ def test_a_ring_stopped_before_the_switch_created_the_leg_is_put_down_when_it_ap
         nc = await nats.connect(nats_url)
         js = nc.jetstream()
         await ensure_facts_stream(js)
-        seen: list[dict[str, Any]] = []
-
-        async def on_fact(msg: Any) -> None:
-            seen.append(msgspec.json.decode(msg.data))
-
-        await nc.subscribe(f"facts.{tenant}.>", cb=on_fact)
+        seen = await watch_facts(nc, tenant)
         async with EslPeer(answer_delay=None) as peer:
             bridge = TelephonyBridge(
                 nc, js, FreeSwitchDriver(peer.host, peer.port, "ClueCon"), dialplan, tmp_path
