@@ -22,6 +22,7 @@ from projections.boards import AgentBoardReadModel, QueueBoardReadModel
 from projections.calllog import CallLogReadModel
 from projections.dialplan import DialplanReadModel
 from projections.feeds import Feeds
+from projections.inbox import InboxReadModel
 from projections.readmodel import SqliteReadModel
 from projections.registry import (
     ACCESS,
@@ -29,19 +30,23 @@ from projections.registry import (
     CALL_LOG,
     CUSTOMERS,
     DIALPLAN,
+    INBOX,
     QUEUE_BOARD,
     READMODELS,
     ROUTING,
+    TIMELINE,
     ReadModelSpec,
 )
 from projections.routing import Router
 from projections.service import ProjectionService
+from projections.timeline import TimelineReadModel
 from telephony_bridge.bridge import TelephonyBridge
 from web.api.auth import SECURITY, api_key_guard
 from web.api.calls import calls_router
 from web.api.customers import customers_router
 from web.pages.auth import pages_router
 from web.pages.board import board_router
+from web.pages.inbox import inbox_router
 
 
 class DomainService:
@@ -297,6 +302,14 @@ def register_services(runtime: Any) -> None:
         board = _kept_or_opened(domain, AGENT_BOARD, AgentBoardReadModel, settings.data_dir)
         waits = _kept_or_opened(domain, QUEUE_BOARD, QueueBoardReadModel, settings.data_dir)
         runtime.add_route_handlers(board_router(access, board, waits, lambda: runtime.nc))
+        # The inbox lists from read models and shows a conversation from the domain.
+        inbox = _kept_or_opened(domain, INBOX, InboxReadModel, settings.data_dir)
+        timeline = _kept_or_opened(domain, TIMELINE, TimelineReadModel, settings.data_dir)
+        runtime.add_route_handlers(
+            inbox_router(
+                access, inbox, timeline, domain.customers_read, lambda: domain.apps, domain.runner
+            )
+        )
     if settings.runs("telephony"):
         dialplan = domain.readmodels[DIALPLAN.name]
         assert isinstance(dialplan, DialplanReadModel)

@@ -60,7 +60,7 @@ NOT_PAGES = ["^/api/", "^/health$"]
 _FRESH_SESSION = "cloudcc_fresh_session_id"
 
 # The pages of ROLE_LINKS that exist so far (the others say "coming soon").
-READY_PAGES = frozenset({"board"})
+READY_PAGES = frozenset({"board", "inbox"})
 # Which pages each role will have (the links of the landing page; the pages come later).
 ROLE_LINKS: dict[str, list[str]] = {
     "agent": ["inbox"],
@@ -147,9 +147,15 @@ class SignInForm(msgspec.Struct, kw_only=True):
 class SignInRequired(Exception):
     """No session, or one whose user may no longer sign in."""
 
+    # As an HTTP error: answered by its page, logged without a traceback (web.app).
+    status_code = 401
+
 
 class OtherOrganisation(Exception):
     """A signed-in user asked for another tenant's page."""
+
+    # As an HTTP error: answered by its page, logged without a traceback (web.app).
+    status_code = 403
 
     def __init__(self, principal: Principal) -> None:
         super().__init__(f"{principal.login} belongs to {principal.tenant_id}")

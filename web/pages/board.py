@@ -43,6 +43,9 @@ BOARD_READMODELS = ("agent_board", "queue_board")
 class RoleForbidden(Exception):
     """A signed-in user of the tenant whose role may not see the page."""
 
+    # As an HTTP error: answered by its page, logged without a traceback (web.app).
+    status_code = 403
+
 
 def board_router(
     access: AccessReadModel,
