@@ -292,6 +292,25 @@ def inbox_router(
             request, tenant_id, conversation_id, HTTP_400_BAD_REQUEST, error, values, **redraw
         )
 
+    async def refuse_text(
+        request: Request[Any, Any, Any],
+        tenant_id: str,
+        conversation_id: str,
+        text: str,
+        limit: int,
+        empty: str,
+        **redraw: Any,
+    ) -> Response[Any] | None:
+        """The page again with why, for text that is empty or over `limit`; else None."""
+        if not text:
+            return await refuse(request, tenant_id, conversation_id, empty)
+        if len(text) > limit:
+            values = {"limit": limit}
+            return await refuse(
+                request, tenant_id, conversation_id, "conversation.too_long", values, **redraw
+            )
+        return None
+
     @get("/t/{tenant_id:str}/inbox", include_in_schema=False)
     async def inbox_list(request: Request[Any, Any, Any], tenant_id: str) -> Template:
         return await list_page(request, allowed(request))
@@ -311,13 +330,17 @@ def inbox_router(
     ) -> Response[Any]:
         body = data.body.strip()
         redraw = {"reply": data.body, "template_id": data.template_id}
-        if not body:
-            return await refuse(request, tenant_id, conversation_id, "conversation.empty_reply")
-        if len(body) > MAX_BODY:
-            values = {"limit": MAX_BODY}
-            return await refuse(
-                request, tenant_id, conversation_id, "conversation.too_long", values, **redraw
-            )
+        refused = await refuse_text(
+            request,
+            tenant_id,
+            conversation_id,
+            body,
+            MAX_BODY,
+            "conversation.empty_reply",
+            **redraw,
+        )
+        if refused is not None:
+            return refused
         # A key the form did not bring (or a forged one) is a new message, not an error.
         key = data.key if _is_uuid(data.key) else str(uuid4())
         template = UUID(data.template_id) if _is_uuid(data.template_id) else None
@@ -342,13 +365,11 @@ def inbox_router(
         data: Annotated[NoteForm, Form],
     ) -> Response[Any]:
         body = data.body.strip()
-        if not body:
-            return await refuse(request, tenant_id, conversation_id, "conversation.empty_note")
-        if len(body) > MAX_NOTE:
-            values = {"limit": MAX_NOTE}
-            return await refuse(
-                request, tenant_id, conversation_id, "conversation.too_long", values
-            )
+        refused = await refuse_text(
+            request, tenant_id, conversation_id, body, MAX_NOTE, "conversation.empty_note"
+        )
+        if refused is not None:
+            return refused
 
         def add(principal: Principal, cid: UUID) -> None:
             apps().conversations.add_note(principal.tenant_id, cid, UUID(principal.user_id), body)
@@ -363,13 +384,11 @@ def inbox_router(
         data: Annotated[TagForm, Form],
     ) -> Response[Any]:
         text = data.tag.strip()
-        if not text:
-            return await refuse(request, tenant_id, conversation_id, "conversation.empty_tag")
-        if len(text) > MAX_TAG:
-            values = {"limit": MAX_TAG}
-            return await refuse(
-                request, tenant_id, conversation_id, "conversation.too_long", values
-            )
+        refused = await refuse_text(
+            request, tenant_id, conversation_id, text, MAX_TAG, "conversation.empty_tag"
+        )
+        if refused is not None:
+            return refused
 
         def add(principal: Principal, cid: UUID) -> None:
             apps().conversations.tag(principal.tenant_id, cid, text)
