@@ -464,34 +464,25 @@ class FreeSwitchDriver:
         anchor = known.anchor if known else ""
         variables = dict(known.variables) if known else {}
         now = datetime.now(UTC)
+
+        def head(key: str) -> dict[str, Any]:
+            return {
+                "event_id": event_id(key),
+                "at": now,
+                "channel_id": channel,
+                "variables": variables,
+            }
+
         if item.kind == "eavesdrop":
             key = f"{anchor}|eavesdrop:{item.target}:{item.mode.value}|{channel}"
             return self._report(
-                EavesdropStarted(
-                    event_id=event_id(key),
-                    at=now,
-                    channel_id=channel,
-                    variables=variables,
-                    target_channel_id=item.target,
-                    mode=item.mode,
-                )
+                EavesdropStarted(**head(key), target_channel_id=item.target, mode=item.mode)
             )
         if item.kind == "conference":
             key = f"{anchor}|conference:{item.target}|{channel}"
-            return self._report(
-                ConferenceJoined(
-                    event_id=event_id(key),
-                    at=now,
-                    channel_id=channel,
-                    variables=variables,
-                    room=item.target,
-                )
-            )
+            return self._report(ConferenceJoined(**head(key), room=item.target))
         cls = ChannelMuted if item.kind == "muted" else ChannelUnmuted
-        key = f"{anchor}|{item.kind}|{channel}"
-        return self._report(
-            cls(event_id=event_id(key), at=now, channel_id=channel, variables=variables)
-        )
+        return self._report(cls(**head(f"{anchor}|{item.kind}|{channel}")))
 
     def _resync(
         self,
