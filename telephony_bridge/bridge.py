@@ -135,6 +135,39 @@ class Leg:
         )
 
 
+class LegTable(dict[str, Leg]):
+    """The live legs by channel, and by call: every command and many events look for the
+    legs of one call, which on a busy switch must not mean reading all of them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._by_call: dict[tuple[str, str], dict[str, Leg]] = {}
+
+    def __setitem__(self, channel: str, leg: Leg) -> None:
+        self.pop(channel, None)
+        super().__setitem__(channel, leg)
+        self._by_call.setdefault((leg.tenant_id, leg.call_ref), {})[channel] = leg
+
+    def __delitem__(self, channel: str) -> None:
+        leg = self[channel]
+        super().__delitem__(channel)
+        call = self._by_call[(leg.tenant_id, leg.call_ref)]
+        del call[channel]
+        if not call:
+            del self._by_call[(leg.tenant_id, leg.call_ref)]
+
+    def pop(self, channel: str, default: Any = None) -> Any:
+        if channel not in self:
+            return default
+        leg = self[channel]
+        del self[channel]
+        return leg
+
+    def of_call(self, tenant: str, ref: str) -> dict[str, Leg]:
+        """The call's legs by channel (a copy: the caller may add or drop legs meanwhile)."""
+        return dict(self._by_call.get((tenant, ref), {}))
+
+
 class TelephonyBridge:
     def __init__(
         self,
@@ -153,7 +186,7 @@ class TelephonyBridge:
         self.owns_every_call = owns_every_call
         self.recordings_dir = recordings_dir
         self.queue_group = queue_group
-        self.legs: dict[str, Leg] = {}
+        self.legs = LegTable()
         self.recording: dict[tuple[str, str], str] = {}  # (tenant, call_ref) -> path
         # (tenant, call_ref) -> (the transferring agent's leg, the consult leg)
         self.consulting: dict[tuple[str, str], tuple[str, str]] = {}
@@ -258,11 +291,8 @@ class TelephonyBridge:
                 delay = min(delay * 2, 2.0)
 
     def customer_leg(self, tenant: str, ref: str) -> str | None:
-        for channel, leg in self.legs.items():
-            if (leg.tenant_id, leg.call_ref) == (tenant, ref) and leg.role in (
-                "customer",
-                "customer_out",
-            ):
+        for channel, leg in self.legs.of_call(tenant, ref).items():
+            if leg.role in ("customer", "customer_out"):
                 return channel
         return None
 
@@ -270,12 +300,11 @@ class TelephonyBridge:
         """Whether another agent's leg of the call has answered already."""
         return any(
             c != channel and leg.answered and leg.role in ("agent", "transfer", "callee")
-            for c, leg in self.legs.items()
-            if (leg.tenant_id, leg.call_ref) == (tenant, ref)
+            for c, leg in self.legs.of_call(tenant, ref).items()
         )
 
     def _call_legs(self, tenant: str, ref: str) -> list[str]:
-        return [c for c, leg in self.legs.items() if (leg.tenant_id, leg.call_ref) == (tenant, ref)]
+        return list(self.legs.of_call(tenant, ref))
 
     # ------------------------------------------------------------------ switch events
     async def _on_event(self, event: AnySwitchEvent) -> None:
@@ -698,13 +727,8 @@ class TelephonyBridge:
                 ring_seconds=command.ring_timeout_seconds + RING_GRACE,
             )
         elif isinstance(command, commands.StopRinging):
-            for channel, leg in list(self.legs.items()):
-                if (leg.tenant_id, leg.call_ref, leg.user_id, leg.role) == (
-                    tenant,
-                    command.call_ref,
-                    str(command.agent_id),
-                    "agent",
-                ) and not leg.answered:
+            for channel, leg in self.legs.of_call(tenant, command.call_ref).items():
+                if (leg.user_id, leg.role) == (str(command.agent_id), "agent") and not leg.answered:
                     try:
                         await self.driver.hangup(channel, "ORIGINATOR_CANCEL")
                     except NoSuchChannel:
@@ -866,20 +890,18 @@ class TelephonyBridge:
         tenant, ref = command.tenant_id, command.call_ref
         self._customer(tenant, ref)
         mode = SupervisionMode(command.mode)
+        legs = self.legs.of_call(tenant, ref)
         talking = [
             c
-            for c, leg in self.legs.items()
-            if (leg.tenant_id, leg.call_ref) == (tenant, ref)
-            and leg.role in ("agent", "transfer", "consult", "callee", "origin")
-            and leg.answered
+            for c, leg in legs.items()
+            if leg.role in ("agent", "transfer", "consult", "callee", "origin") and leg.answered
         ]
         if not talking:
             raise LookupError(f"call {ref} has no agent on it to supervise")
         mine = [
             c
-            for c, leg in self.legs.items()
-            if (leg.tenant_id, leg.call_ref, leg.role, leg.user_id)
-            == (tenant, ref, "supervisor", str(command.supervisor_id))
+            for c, leg in legs.items()
+            if (leg.role, leg.user_id) == ("supervisor", str(command.supervisor_id))
         ]
         if mine:
             leg = self.legs[mine[0]]
@@ -904,9 +926,8 @@ class TelephonyBridge:
         sup = next(
             (
                 c
-                for c, leg in self.legs.items()
-                if (leg.tenant_id, leg.call_ref, leg.role, leg.user_id)
-                == (tenant, ref, "supervisor", str(command.supervisor_id))
+                for c, leg in self.legs.of_call(tenant, ref).items()
+                if (leg.role, leg.user_id) == ("supervisor", str(command.supervisor_id))
                 and leg.answered
                 and leg.supervise is not None
             ),
