@@ -60,12 +60,12 @@ NOT_PAGES = ["^/api/", "^/health$"]
 _FRESH_SESSION = "cloudcc_fresh_session_id"
 
 # The pages of ROLE_LINKS that exist so far (the others say "coming soon").
-READY_PAGES = frozenset({"board", "inbox"})
-# Which pages each role will have (the links of the landing page; the pages come later).
+READY_PAGES = frozenset({"board", "overview", "inbox", "customers", "tickets"})
+# Which pages each role has: the links of the landing page and of every page's bar.
 ROLE_LINKS: dict[str, list[str]] = {
-    "agent": ["inbox"],
-    "supervisor": ["board", "inbox"],
-    "tenant_admin": ["settings", "board"],
+    "agent": ["inbox", "customers", "tickets"],
+    "supervisor": ["board", "overview", "inbox", "customers", "tickets"],
+    "tenant_admin": ["settings", "board", "overview", "customers", "tickets"],
     "operator": ["tenants"],
 }
 
@@ -181,9 +181,12 @@ def page(
         cookies.append(
             Cookie(key=LANG_COOKIE, value=lang, max_age=365 * 86400, samesite="lax", path="/")
         )
+    # The bar's links and the phone panel are drawn for whoever the guard let through.
+    me: Principal | None = request.state.get(_PRINCIPAL)
+    nav = [link for link in ROLE_LINKS.get(me.role, []) if link in READY_PAGES] if me else []
     return Template(
         template_name=name,
-        context={"lang": lang, "t": translator(lang), **context},
+        context={"lang": lang, "t": translator(lang), "me": me, "nav": nav, **context},
         status_code=status_code,
         cookies=cookies,
     )

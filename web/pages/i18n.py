@@ -12,7 +12,7 @@ LANGUAGES = ("vi", "en")
 DEFAULT_LANGUAGE = "vi"
 FALLBACK_LANGUAGE = "en"
 
-MESSAGES: Mapping[str, Mapping[str, str]] = {
+_CORE: Mapping[str, Mapping[str, str]] = {
     "vi": {
         "app.name": "cloudcc",
         "lang.vi": "Tiếng Việt",
@@ -262,6 +262,27 @@ MESSAGES: Mapping[str, Mapping[str, str]] = {
         "timeline.ticket_comment": "Ticket comment",
     },
 }
+
+
+# Each area of the pages keeps its strings in a module of web/pages/texts/ (VI and EN
+# dicts), so pages added side by side never edit one shared dictionary.
+def _merged() -> dict[str, dict[str, str]]:
+    import importlib
+    import pkgutil
+
+    from web.pages import texts
+
+    merged = {lang: dict(_CORE[lang]) for lang in LANGUAGES}
+    for info in sorted(pkgutil.iter_modules(texts.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{texts.__name__}.{info.name}")
+        for lang, table in (("vi", module.VI), ("en", module.EN)):
+            if clash := set(table) & set(merged[lang]):
+                raise RuntimeError(f"{module.__name__}: keys defined twice: {sorted(clash)}")
+            merged[lang].update(table)
+    return merged
+
+
+MESSAGES: Mapping[str, Mapping[str, str]] = _merged()
 
 
 def language(value: str | None) -> str | None:
