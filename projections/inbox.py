@@ -10,10 +10,17 @@ Calls in progress come from the "calls" stream, in tables of their own (the one-
 rule of projections.readmodel): the calls waiting in a queue, and the calls an agent is
 ringing on or talking in. An ended call leaves them; the call log keeps the history.
 
+A conversation's SLA clocks (CC22) come from the "sla_clocks" stream, one row per clock
+(`conversation_sla_clocks`), and are combined with the conversation when it is read: its
+`sla_state` is "breached" once any clock was breached (an answer that came late was
+still late), else "at_risk" while a clock that is still counting was warned, else
+"on_time"; None when it has no clock (no SLA covers it).
+
 Live-update kinds (`changed`): "conversation" (key: conversation id) for every change of
 a row; "agent_inbox" / "queue_inbox" (key: agent or queue id) for the lists a change adds
 a row to, removes it from or reorders; "live_call" (call id), "agent_calls" (agent or
-supervisor id) and "queue_calls" (queue id) for calls in progress.
+supervisor id) and "queue_calls" (queue id) for calls in progress; "conversation_sla"
+(conversation id) when one of its SLA clocks changes.
 """
 
 from __future__ import annotations
@@ -27,10 +34,26 @@ import msgspec
 
 from domain.calls import Call
 from domain.conversations import Conversation
+from domain.sla_clocks import SlaClock, SubjectKind
 from projections.readmodel import SqliteReadModel
 from projections.sql import change_row, iso, one_of
 
 PREVIEW = 200  # characters of the last message an inbox line shows
+SLA_STATES = ("on_time", "at_risk", "breached")
+
+# A conversation's SLA state from its clocks, at query time (one stream per row: the
+# clocks' rows are the sla_clocks stream's, the conversation's row the conversations').
+_SLA_STATE = (
+    "(SELECT CASE WHEN count(*) = 0 THEN NULL "
+    "WHEN max(s.breached) = 1 THEN 'breached' "
+    "WHEN max(s.warned AND NOT s.finished) = 1 THEN 'at_risk' "
+    "ELSE 'on_time' END FROM conversation_sla_clocks s "
+    "WHERE s.conversation_id = conversations.id AND s.tenant_id = conversations.tenant_id)"
+)
+
+# The orders of a list of conversations: the inbox's, and a queue's waits'.
+_NEWEST_ACTIVITY = "last_activity_at DESC, id DESC"
+_LONGEST_WAITING = "COALESCE(waiting_since, started_at), id"
 
 # msgspec over the stdlib: tags are re-encoded on every tag event of a rebuild.
 _json = msgspec.json.Encoder()
@@ -98,14 +121,30 @@ _SCHEMA = (
         PRIMARY KEY (call_id, leg_id)
     )""",
     "CREATE INDEX IF NOT EXISTS live_call_legs_by_user ON live_call_legs (tenant_id, user_id)",
+    # A conversation's SLA clocks (first response, resolution): flags only, what a list
+    # filters and shows; the countdown is projections.sla_timers'.
+    """CREATE TABLE IF NOT EXISTS conversation_sla_clocks (
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        conversation_id TEXT NOT NULL,
+        metric TEXT NOT NULL,
+        warned INTEGER NOT NULL,
+        breached INTEGER NOT NULL,
+        finished INTEGER NOT NULL,
+        version INTEGER NOT NULL,
+        updated_at TEXT NOT NULL
+    )""",
+    """CREATE INDEX IF NOT EXISTS conversation_sla_clocks_by_conversation
+        ON conversation_sla_clocks (conversation_id, tenant_id)""",
 )
 
 
 class InboxReadModel(SqliteReadModel):
-    """Conversations per agent and per queue, and the calls in progress, per tenant."""
+    """Conversations per agent and per queue (with their SLA state), and the calls in
+    progress, per tenant."""
 
     name = "inbox"
-    upstreams = ("conversations", "calls")
+    upstreams = ("conversations", "calls", "sla_clocks")
     schema = _SCHEMA
 
     def handle(self, db: sqlite3.Connection, event: Any) -> None:
@@ -116,6 +155,10 @@ class InboxReadModel(SqliteReadModel):
             self._change_conversation(db, event, _CONVERSATION_CHANGES[kind])
         elif kind in _CALL_HANDLERS:
             _CALL_HANDLERS[kind](self, db, event)
+        elif kind is SlaClock.Started:
+            self._clock_started(db, event)
+        elif kind in _CLOCK_FLAGS:
+            self._clock_changed(db, event, _CLOCK_FLAGS[kind])
 
     # ------------------------------------------------------------------ conversations
     def _conversation_started(self, db: sqlite3.Connection, event: Any) -> None:
@@ -164,6 +207,36 @@ class InboxReadModel(SqliteReadModel):
             self.changed(tenant, "agent_inbox", agent)
         for queue in {row["queue_id"], values.get("queue_id", row["queue_id"])} - {None}:
             self.changed(tenant, "queue_inbox", queue)
+
+    # ------------------------------------------------------------------ SLA clocks
+    def _clock_started(self, db: sqlite3.Connection, event: Any) -> None:
+        if str(event.subject_kind) != SubjectKind.CONVERSATION.value:
+            return  # a ticket's: the tickets read model's business
+        cid = str(event.subject_id)
+        db.execute(
+            "INSERT INTO conversation_sla_clocks VALUES (?, ?, ?, ?, 0, 0, 0, ?, ?)",
+            (
+                str(event.originator_id),
+                event.tenant_id,
+                cid,
+                str(event.metric),
+                event.originator_version,
+                iso(event.timestamp),
+            ),
+        )
+        self.changed(event.tenant_id, "conversation_sla", cid)
+
+    def _clock_changed(self, db: sqlite3.Connection, event: Any, flag: str | None) -> None:
+        done = change_row(
+            db,
+            "conversation_sla_clocks",
+            event,
+            lambda row: {flag: 1} if flag is not None else {},
+            iso(event.timestamp),
+        )
+        if done is not None:
+            row = done[0]
+            self.changed(row["tenant_id"], "conversation_sla", row["conversation_id"])
 
     # ------------------------------------------------------------------ live calls
     def _call_started(self, db: sqlite3.Connection, event: Any) -> None:
@@ -316,7 +389,8 @@ class InboxReadModel(SqliteReadModel):
         row = (
             self.connect()
             .execute(
-                "SELECT * FROM conversations WHERE tenant_id = ? AND id = ?",
+                f"SELECT *, {_SLA_STATE} AS sla_state FROM conversations "
+                "WHERE tenant_id = ? AND id = ?",
                 (tenant_id, str(conversation_id)),
             )
             .fetchone()
@@ -331,17 +405,19 @@ class InboxReadModel(SqliteReadModel):
         channel: str | Iterable[str] | None = None,
         status: str | Iterable[str] | None = None,
         tag: str | None = None,
+        sla: str | Iterable[str] | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> list[dict[str, Any]]:
         """The agent's conversations, most recent activity first.
 
-        `channel` and `status` take one value or several; None means any (closed ones
-        included). `tag` is compared as the domain stores tags (lower case, single spaces).
+        `channel`, `status` and `sla` (SLA_STATES) take one value or several; None means
+        any (closed ones included; with `sla`, those without an SLA too). `tag` is
+        compared as the domain stores tags (lower case, single spaces).
         """
         where = ["tenant_id = ?", "assignee = ?"]
         params: list[Any] = [tenant_id, str(agent_id)]
-        return self._list(where, params, channel, status, tag, limit, offset)
+        return self._list(where, params, channel, status, tag, limit, offset, sla)
 
     def for_queue(
         self,
@@ -352,10 +428,14 @@ class InboxReadModel(SqliteReadModel):
         status: str | Iterable[str] | None = None,
         assigned: bool | None = None,
         tag: str | None = None,
+        sla: str | Iterable[str] | None = None,
         limit: int = 100,
         offset: int = 0,
+        longest_waiting: bool = False,
     ) -> list[dict[str, Any]]:
-        """The queue's conversations, most recent activity first.
+        """The queue's conversations, most recent activity first; with `longest_waiting`,
+        the longest-waiting first instead (waiting since, else started at: the order in
+        which a queue's waits are owed an answer), before `limit` cuts the list.
 
         `assigned=False` keeps those nobody has taken yet (what an agent picks from),
         True those an agent holds; None both (a supervisor's view).
@@ -364,7 +444,21 @@ class InboxReadModel(SqliteReadModel):
         params: list[Any] = [tenant_id, str(queue_id)]
         if assigned is not None:
             where.append("assignee IS NOT NULL" if assigned else "assignee IS NULL")
-        return self._list(where, params, channel, status, tag, limit, offset)
+        order = _LONGEST_WAITING if longest_waiting else _NEWEST_ACTIVITY
+        return self._list(where, params, channel, status, tag, limit, offset, sla, order)
+
+    def for_tenant(
+        self,
+        tenant_id: str,
+        *,
+        channel: str | Iterable[str] | None = None,
+        status: str | Iterable[str] | None = None,
+        tag: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """Every conversation of the tenant, most recent activity first (the API's list)."""
+        return self._list(["tenant_id = ?"], [tenant_id], channel, status, tag, limit, offset)
 
     def _list(
         self,
@@ -375,15 +469,19 @@ class InboxReadModel(SqliteReadModel):
         tag: str | None,
         limit: int,
         offset: int,
+        sla: str | Iterable[str] | None = None,
+        order: str = "",
     ) -> list[dict[str, Any]]:
         one_of("channel", channel, where, params)
         one_of("status", status, where, params)
+        one_of(_SLA_STATE, sla, where, params)
         if tag is not None:
             where.append("EXISTS (SELECT 1 FROM json_each(conversations.tags) WHERE value = ?)")
             params.append(" ".join(tag.lower().split()))
         rows = self.connect().execute(
-            f"SELECT * FROM conversations WHERE {' AND '.join(where)} "
-            "ORDER BY last_activity_at DESC, id DESC LIMIT ? OFFSET ?",
+            f"SELECT *, {_SLA_STATE} AS sla_state FROM conversations "
+            f"WHERE {' AND '.join(where)} "
+            f"ORDER BY {order or _NEWEST_ACTIVITY} LIMIT ? OFFSET ?",
             (*params, limit, offset),
         )
         return [_conversation(r) for r in rows]
@@ -420,6 +518,35 @@ class InboxReadModel(SqliteReadModel):
             }
             for r in rows
         ]
+
+    def live_calls(self, tenant_id: str, limit: int = 500) -> list[dict[str, Any]]:
+        """Every call of the tenant in progress, the oldest first, each with the legs of
+        its users (`legs`: agents and supervisors, in the order they joined) — the
+        supervisor's board (CC16, CC19)."""
+        db = self.connect()
+        calls = [
+            {**_live_call(r), "legs": []}
+            for r in db.execute(
+                "SELECT * FROM live_calls WHERE tenant_id = ? ORDER BY started_at, id LIMIT ?",
+                (tenant_id, limit),
+            )
+        ]
+        by_id = {c["id"]: c for c in calls}
+        for leg in db.execute(
+            "SELECT * FROM live_call_legs WHERE tenant_id = ? ORDER BY rang_at, leg_id",
+            (tenant_id,),
+        ):
+            if leg["call_id"] in by_id:
+                by_id[leg["call_id"]]["legs"].append(
+                    {
+                        "leg_id": leg["leg_id"],
+                        "user_id": leg["user_id"],
+                        "party": leg["party"],
+                        "rang_at": leg["rang_at"],
+                        "answered_at": leg["answered_at"],
+                    }
+                )
+        return calls
 
 
 _CallHandler = Callable[[InboxReadModel, sqlite3.Connection, Any], None]
@@ -545,6 +672,17 @@ def _tags(
     return apply
 
 
+# The flag each later event of a clock sets on its row (None: only its version moves).
+_CLOCK_FLAGS: dict[type, str | None] = {
+    SlaClock.Warned: "warned",
+    SlaClock.Breached: "breached",
+    SlaClock.Met: "finished",
+    SlaClock.Stopped: "finished",
+    SlaClock.Paused: None,
+    SlaClock.Resumed: None,
+    SlaClock.Retargeted: None,
+}
+
 _CONVERSATION_CHANGES: dict[type, Callable[[sqlite3.Row, Any], dict[str, Any]]] = {
     Conversation.MessageReceived: _received,
     Conversation.MessageSent: _sent,
@@ -602,6 +740,7 @@ def _conversation(row: sqlite3.Row) -> dict[str, Any]:
         "note_count": row["note_count"],
         "tags": msgspec.json.decode(row["tags"]),
         "status_changed_at": row["status_changed_at"],
+        "sla_state": row["sla_state"],
         "version": row["version"],
         "updated_at": row["updated_at"],
     }

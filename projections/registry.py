@@ -25,6 +25,7 @@ from projections.inbox import InboxReadModel
 from projections.readmodel import SqliteReadModel
 from projections.routing import Router
 from projections.sla_timers import SlaTimers
+from projections.templates import TemplatesReadModel
 from projections.tickets import TicketsReadModel
 from projections.timeline import TimelineReadModel
 
@@ -68,6 +69,7 @@ INBOX = ReadModelSpec(InboxReadModel)
 TICKETS = ReadModelSpec(TicketsReadModel)
 CALL_LOG = ReadModelSpec(CallLogReadModel)
 TIMELINE = ReadModelSpec(TimelineReadModel)
+TEMPLATES = ReadModelSpec(TemplatesReadModel)
 AGENT_BOARD = ReadModelSpec(AgentBoardReadModel)
 QUEUE_BOARD = ReadModelSpec(QueueBoardReadModel)
 # Who may call the API (tenants' API keys).
@@ -87,6 +89,7 @@ READMODELS: dict[str, ReadModelSpec[SqliteReadModel]] = {
         TICKETS,
         CALL_LOG,
         TIMELINE,
+        TEMPLATES,
         AGENT_BOARD,
         QUEUE_BOARD,
         DIALPLAN,

@@ -11,6 +11,7 @@ import pytest
 
 from domain.apps import DomainApps
 from domain.call_legs import LegSpec, SupervisionMode
+from domain.sla_clocks import ClockTerms
 from domain.vocabulary import EndpointKind
 from projections.inbox import PREVIEW, InboxReadModel
 from projections.rebuild import compare
@@ -348,3 +349,57 @@ def test_applying_twice_changes_nothing_and_a_rebuild_is_identical(
     other_order = CallsFirst(tmp_path / "calls-first.sqlite")
     catch_up(other_order, apps)
     assert compare(model.connect(), other_order.connect()) == []
+
+
+def test_a_conversations_sla_state_comes_from_its_clocks_and_filters_the_lists(
+    apps: DomainApps, model: InboxReadModel
+) -> None:
+    conv, clocks = apps.conversations, apps.sla_clocks
+    terms = ClockTerms(policy_id=uuid4(), key="k", target_seconds=100, warning_seconds=50)
+    made = {}
+    for name, at in (("calm", 0), ("risky", 1), ("late", 2), ("answered", 3), ("none", 4)):
+        made[name] = start(apps, A, "chat", at, queue=QUEUE)
+        conv.assign(A, made[name], AGENT_1)
+
+    def clock(name: str, metric: str = "first_response") -> UUID:
+        return clocks.start(A, "conversation", made[name], metric, terms, t(0)).id
+
+    clock("calm")
+    clocks.warn(A, clock("risky"), t(60))
+    clock("risky", "resolution")
+    clocks.breach(A, clock("late"), t(120))
+    # Warned, then answered in time: on time again.
+    answered = clock("answered")
+    clocks.warn(A, answered, t(60))
+    clocks.meet(A, answered, t(70), t(70))
+    # A ticket's clock with the same subject id says nothing of the conversation.
+    clocks.breach(A, clocks.start(A, "ticket", made["none"], "resolution", terms, t(0)).id, t(200))
+    catch_up(model, apps)
+
+    def states(rows: list[dict[str, object]]) -> dict[object, object]:
+        return {r["id"]: r["sla_state"] for r in rows}
+
+    expected = {
+        str(made["calm"]): "on_time",
+        str(made["risky"]): "at_risk",
+        str(made["late"]): "breached",
+        str(made["answered"]): "on_time",
+        str(made["none"]): None,
+    }
+    assert states(model.for_agent(A, AGENT_1, channel="chat")) == expected
+    assert model.get(A, made["late"])["sla_state"] == "breached"  # type: ignore[index]
+    assert ids(model.for_agent(A, AGENT_1, sla="at_risk")) == [str(made["risky"])]
+    assert set(ids(model.for_agent(A, AGENT_1, sla="on_time"))) == {
+        str(made["calm"]),
+        str(made["answered"]),
+    }
+    assert ids(model.for_queue(A, QUEUE, sla=["breached"])) == [str(made["late"])]
+    assert model.for_agent(B, AGENT_1, sla="breached") == []
+    # A breach stays once met late; the change is told under the conversation's id.
+    model.take_changes()
+    clocks.meet(A, clock("late"), t(130), t(130))
+    catch_up(model, apps)
+    assert model.get(A, made["late"])["sla_state"] == "breached"  # type: ignore[index]
+    assert ("conversation_sla", str(made["late"])) in {
+        (c.kind, c.key) for c in model.take_changes()
+    }
