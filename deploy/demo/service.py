@@ -101,7 +101,8 @@ class DemoService:
             said = f"demo tenant '{TENANT}' found, nothing to seed; traffic flowing"
         said += (
             f"; sign in at /signin as organisation '{TENANT}', login {SUPERVISOR_LOGIN} "
-            f"(or any demo user), password {DEMO_PASSWORD}"
+            f"(or any demo user), password {DEMO_PASSWORD}; "
+            f"a sample shop with the live chat widget is at /site/{TENANT}"
         )
         log.info("demo: %s (speed %g)", said, self.speed)
         print(f"cloudcc: {said}", flush=True)
