@@ -24,6 +24,10 @@ Decisions where the product is silent:
   "_" (the event store's system token), and nobody else lives there.
 - Logins and extensions are unique per tenant, but an aggregate sees only itself: the
   read model of users checks that before a command is sent.
+- Calls routed to a user ring their first endpoint, or the one they prefer for now
+  (`prefer_endpoint`, an event routing reads): the browser softphone (CC7) prefers the
+  user's WebRTC endpoint while a browser of theirs is registered at the switch and clears
+  that when the last one leaves. Removing the preferred endpoint ends the preference.
 """
 
 from __future__ import annotations
@@ -100,6 +104,10 @@ class AgentNotAvailable(InvalidPresenceTransition):
 
 class ConversationMismatch(InvalidPresenceTransition):
     """The command names another conversation than the one the agent is ringing for or on."""
+
+
+class UnknownEndpoint(InvalidEndpoint):
+    """The endpoint named is not one of the user's."""
 
 
 class EndpointRequired(DomainError):
@@ -188,6 +196,17 @@ class User(TenantAggregate):
         address: str
 
     class EndpointRemoved(TenantAggregate.Event):
+        kind: str
+        address: str
+
+    class EndpointPreferred(TenantAggregate.Event):
+        # Calls routed to the user ring this endpoint rather than their first (CC7: a
+        # browser softphone while it is registered).
+        kind: str
+        address: str
+
+    class EndpointPreferenceCleared(TenantAggregate.Event):
+        # The preference named is over: calls ring the first endpoint again.
         kind: str
         address: str
 
@@ -289,6 +308,8 @@ class User(TenantAggregate):
         self.role = Role(role)
         self.extension = extension
         self.endpoints: list[Endpoint] = []
+        # Rung for the calls routed to the user instead of their first endpoint.
+        self.preferred_endpoint: Endpoint | None = None
         self.skills: dict[str, int] = {}
         self.departments: set[str] = set()
         self.pickup_groups: set[str] = set()
@@ -320,7 +341,19 @@ class User(TenantAggregate):
 
     @event(EndpointRemoved)
     def _remove_endpoint(self, kind: str, address: str) -> None:
-        self.endpoints.remove(Endpoint(EndpointKind(kind), address))
+        removed = Endpoint(EndpointKind(kind), address)
+        self.endpoints.remove(removed)
+        if self.preferred_endpoint == removed:
+            # An endpoint that is gone is preferred no more (read models do the same).
+            self.preferred_endpoint = None
+
+    @event(EndpointPreferred)
+    def _prefer_endpoint(self, kind: str, address: str) -> None:
+        self.preferred_endpoint = Endpoint(EndpointKind(kind), address)
+
+    @event(EndpointPreferenceCleared)
+    def _clear_endpoint_preference(self, kind: str, address: str) -> None:
+        self.preferred_endpoint = None
 
     @event(SkillSet)
     def _set_skill(self, skill: str, level: int) -> None:
@@ -435,6 +468,22 @@ class User(TenantAggregate):
         if len(self.endpoints) == 1 and self.presence is not Presence.OFFLINE:
             raise EndpointRequired("the last endpoint of a user who is not offline stays")
         self._remove_endpoint(endpoint.kind.value, endpoint.address)
+
+    def prefer_endpoint(self, kind: EndpointKind | str, address: str = "") -> None:
+        """Ring this endpoint of the user's for the calls routed to them, rather than the
+        first one (CC7: the browser softphone while a browser of theirs is registered)."""
+        endpoint = _endpoint(kind, address)
+        if endpoint not in self.endpoints:
+            raise UnknownEndpoint(f"the user has no {endpoint.kind} endpoint {endpoint.address!r}")
+        if endpoint != self.preferred_endpoint:
+            self._prefer_endpoint(endpoint.kind.value, endpoint.address)
+
+    def clear_endpoint_preference(self, kind: EndpointKind | str, address: str = "") -> None:
+        """Stop preferring this endpoint: calls ring the first one again. Nothing happens
+        when another endpoint (or none) is preferred by now."""
+        endpoint = _endpoint(kind, address)
+        if endpoint == self.preferred_endpoint:
+            self._clear_endpoint_preference(endpoint.kind.value, endpoint.address)
 
     def set_skill(self, skill: str, level: int) -> None:
         """Give a skill a level from 1 (novice) to 10 (expert), for routing by skill (CC9)."""
@@ -632,6 +681,16 @@ class Agents(TenantApplication):
     ) -> None:
         self.change(tenant_id, user_id, User, lambda u: u.remove_endpoint(kind, address))
 
+    def prefer_endpoint(
+        self, tenant_id: str, user_id: UUID, kind: EndpointKind | str, address: str = ""
+    ) -> None:
+        self.change(tenant_id, user_id, User, lambda u: u.prefer_endpoint(kind, address))
+
+    def clear_endpoint_preference(
+        self, tenant_id: str, user_id: UUID, kind: EndpointKind | str, address: str = ""
+    ) -> None:
+        self.change(tenant_id, user_id, User, lambda u: u.clear_endpoint_preference(kind, address))
+
     def set_skill(self, tenant_id: str, user_id: UUID, skill: str, level: int) -> None:
         self.change(tenant_id, user_id, User, lambda u: u.set_skill(skill, level))
 
@@ -711,6 +770,12 @@ class Agents(TenantApplication):
             "role": user.role.value,
             "extension": user.extension,
             "endpoints": [{"kind": e.kind.value, "address": e.address} for e in user.endpoints],
+            "preferred_endpoint": None
+            if user.preferred_endpoint is None
+            else {
+                "kind": user.preferred_endpoint.kind.value,
+                "address": user.preferred_endpoint.address,
+            },
             "skills": dict(sorted(user.skills.items())),
             "departments": sorted(user.departments),
             "pickup_groups": sorted(user.pickup_groups),

@@ -258,6 +258,18 @@ class Calls(TenantApplication):
     ) -> None:
         self.change(tenant_id, call_id, Call, lambda c: c.force_end(supervisor_id, at, fact_id))
 
+    def add_note(
+        self,
+        tenant_id: str,
+        call_id: UUID,
+        author_id: UUID,
+        body: str,
+        at: datetime,
+        fact_id: str | None = None,
+    ) -> None:
+        """An agent's note on the call (CC6), from the phone panel."""
+        self.change(tenant_id, call_id, Call, lambda c: c.add_note(author_id, body, at, fact_id))
+
     def usage(self, tenant_id: str, call_id: UUID) -> dict[str, Any]:
         """Billing's view of an ended call (PR4, PR6)."""
         return self.get_owned(tenant_id, call_id, Call).usage().as_dict()
@@ -321,6 +333,10 @@ class Calls(TenantApplication):
                     "metadata": dict(r.metadata),
                 }
                 for r in call.recordings.values()
+            ],
+            "notes": [
+                {"author_id": str(n.author_id), "body": n.body, "at": n.at.isoformat()}
+                for n in call.notes
             ],
             "abandoned": call.abandoned,
             "forced_by": str_or_none(call.forced_by),

@@ -24,7 +24,7 @@ domain.call_service.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid5
@@ -119,6 +119,21 @@ class RecordingNotStopped(DomainError):
 
 class NotSupervising(DomainError):
     """The leg is not a supervisor currently on the call."""
+
+
+class NotOnCall(DomainError):
+    """Only someone who has been on the call may write a note on it."""
+
+
+# A call note is a few lines for the next person who talks with the customer (CC6).
+MAX_CALL_NOTE = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class CallNote:
+    author_id: UUID
+    body: str
+    at: datetime
 
 
 class Call(TenantAggregate):
@@ -250,6 +265,12 @@ class Call(TenantAggregate):
         by_leg_id: str | None
         cause: str
 
+    class NoteAdded(CallEvent):
+        """Someone who was on the call wrote a note about it (CC6), during or after it."""
+
+        author_id: UUID
+        body: str
+
     @staticmethod
     def create_id(tenant_id: str, call_ref: str) -> UUID:
         return uuid5(_CALL_ID_NAMESPACE, f"{tenant_id}/{call_ref}")
@@ -294,6 +315,7 @@ class Call(TenantAggregate):
         self.ended_at: datetime | None = None
         self.ended_by_leg_id: str | None = None
         self.end_cause: str | None = None
+        self.notes: list[CallNote] = []
         self.seen_facts: set[str] = set()
 
     # Starting: one constructor per direction, each validating before the event.
@@ -511,6 +533,10 @@ class Call(TenantAggregate):
         # From now on a talking party like the agent: the call ends when it leaves.
         leg.spec = replace(leg.spec, party=PartyKind.AGENT)
         self._end_leg(from_leg_id, "taken_over", at)
+
+    @event(NoteAdded)
+    def _add_note(self, author_id: UUID, body: str, at: datetime, fact_id: str | None) -> None:
+        self.notes.append(CallNote(author_id=author_id, body=body, at=at))
 
     @event(LegHungUp)
     def _hang_up_leg(self, leg_id: str, cause: str, at: datetime, fact_id: str | None) -> None:
@@ -798,6 +824,22 @@ class Call(TenantAggregate):
             at=aware(at, InvalidCall),
             fact_id=fact_id,
         )
+
+    def add_note(
+        self, author_id: UUID, body: str, at: datetime, fact_id: str | None = None
+    ) -> None:
+        """A note on the call by someone who was on it (CC6); allowed after the end too,
+        since notes are often written in wrap-up. `fact_id` makes a resent form a no-op."""
+        if self._seen(fact_id):
+            return
+        if author_id not in {leg.spec.user_id for leg in self.legs.values()}:
+            raise NotOnCall(f"user {author_id} has not been on this call")
+        text = body.strip()
+        if not text:
+            raise InvalidCall("a note cannot be empty")
+        if len(text) > MAX_CALL_NOTE:
+            raise InvalidCall(f"a note is at most {MAX_CALL_NOTE} characters")
+        self._add_note(author_id=author_id, body=text, at=aware(at, InvalidCall), fact_id=fact_id)
 
     def hang_up(self, leg_id: str, cause: str, at: datetime, fact_id: str | None = None) -> None:
         """A leg hung up; the call ends with it when that leaves no conversation (see module)."""

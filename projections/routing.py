@@ -16,7 +16,8 @@ Its state is the tables of `projections.routing_state.RoutingState`, kept from s
    names for its queue — never to one who is not available — records the decision
    (`RoutingDecisions.offered`), puts the agent in RINGING (`Agents.offer`, which refuses
    an agent whose presence moved on meanwhile, so two offers never win one agent) and,
-   for a call, asks the switch to ring the agent's endpoint (`RingAgent`).
+   for a call, asks the switch to ring the agent's endpoint (`RingAgent`): the one
+   they prefer for now (a registered browser softphone, CC7), else their first.
 
 Every decision is an event (WorkRouting, User), so `RoutingDecisions.history` explains
 each call's path. Timers need no state beyond the tables: offers, waits and wrap-ups
@@ -667,7 +668,7 @@ class Router(RoutingState, ProcessManager):
         if kind is WorkKind.CALL:
             # The switch is told at once: the agent's Offered event is the decision
             # (the agent rings for this call); the WorkRouting record below explains it.
-            endpoint_kind, address = _decode(agent["endpoints"])[0]
+            endpoint_kind, address = self._ring_endpoint(aid, _decode(agent["endpoints"]))
             # A browser has no address of its own (it registers when the agent signs
             # in); the switch reaches it by the agent, and the leg needs a name for it.
             address = address or f"{endpoint_kind}:{aid}"
@@ -693,6 +694,22 @@ class Router(RoutingState, ProcessManager):
             ctx.now,
         )
         return ("offered", tenant, work_id, aid, attempt)
+
+    def _ring_endpoint(self, agent_id: str, endpoints: list[list[str]]) -> tuple[str, str]:
+        """The endpoint an agent's call rings: the one they prefer for now (User.
+        EndpointPreferred, e.g. a registered browser), else their first."""
+        row = (
+            self.connect()
+            .execute(
+                "SELECT kind, address FROM agent_preferred_endpoints WHERE agent_id = ?",
+                (agent_id,),
+            )
+            .fetchone()
+        )
+        if row is not None and [row[0], row[1]] in endpoints:
+            return row[0], row[1]
+        kind, address = endpoints[0]
+        return kind, address
 
     def actionable(self, event: Any) -> bool:
         # What a call or an agent does on its way that changes nothing routing decides
@@ -744,6 +761,8 @@ _NOT_ACTIONABLE = (
     Call.SupervisionEnded,
     User.Offered,  # routing's own decision coming back
     User.Answered,  # on the call: nothing to do until it ends
+    User.EndpointPreferred,  # where a call rings: read when one is offered
+    User.EndpointPreferenceCleared,
     WorkRouting.Created,
     WorkRouting.Offered,
     Conversation.NoteAdded,

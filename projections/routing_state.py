@@ -4,6 +4,7 @@ projections.routing for what it does with them).
 | table | from | what |
 |---|---|---|
 | `agents` | agents | presence and since when, skills, departments, pickup groups, endpoints, the work they ring for or handle |
+| `agent_preferred_endpoints` | agents | the endpoint an agent's calls ring for now instead of their first (CC7: a registered browser) |
 | `queues` | queues | routing rules, ring timeout, max wait, fallbacks, schedule |
 | `calendars`, `tenant_ids` | tenants | business calendars by name (CC11) |
 | `calls`, `call_last_agent` | calls | calls waiting in a queue, who answered, who last talked with a number (CC10) |
@@ -52,6 +53,11 @@ class RoutingState(SqliteReadModel):
             pickup_groups TEXT NOT NULL, endpoints TEXT NOT NULL, last_ended_at TEXT
         )""",
         "CREATE INDEX IF NOT EXISTS agents_by_tenant ON agents (tenant_id, presence)",
+        # A table of its own, not a column of `agents`: a routing file made before it
+        # gains it as it opens, and holds no preference since none was ever recorded.
+        """CREATE TABLE IF NOT EXISTS agent_preferred_endpoints (
+            agent_id TEXT PRIMARY KEY, kind TEXT NOT NULL, address TEXT NOT NULL
+        )""",
         """CREATE TABLE IF NOT EXISTS queues (
             id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, name TEXT NOT NULL,
             policy TEXT NOT NULL, required_skills TEXT NOT NULL, department TEXT,
@@ -135,6 +141,13 @@ class RoutingState(SqliteReadModel):
             value = change(_decode(row[name]))
             update_row(db, "agents", aid, {name: dump(value)})
 
+        def unprefer() -> None:
+            db.execute(
+                "DELETE FROM agent_preferred_endpoints WHERE agent_id = ? AND kind = ? "
+                "AND address = ?",
+                (aid, e.kind, e.address),
+            )
+
         if isinstance(e, User.RoleChanged):
             takes = int(Role(e.role) in CALL_TAKING_ROLES)
             db.execute("UPDATE agents SET takes_calls = ? WHERE id = ?", (takes, aid))
@@ -142,6 +155,14 @@ class RoutingState(SqliteReadModel):
             json_field("endpoints", lambda v: [*v, [e.kind, e.address]])
         elif isinstance(e, User.EndpointRemoved):
             json_field("endpoints", lambda v: [x for x in v if x != [e.kind, e.address]])
+            unprefer()  # a removed endpoint is preferred no more (as in domain.agents)
+        elif isinstance(e, User.EndpointPreferenceCleared):
+            unprefer()
+        elif isinstance(e, User.EndpointPreferred):
+            db.execute(
+                "INSERT OR REPLACE INTO agent_preferred_endpoints VALUES (?, ?, ?)",
+                (aid, e.kind, e.address),
+            )
         elif isinstance(e, User.SkillSet):
             json_field("skills", lambda v: {**v, e.skill: e.level})
         elif isinstance(e, User.SkillRemoved):
@@ -394,6 +415,17 @@ class RoutingState(SqliteReadModel):
             .fetchone()
         )
         return dict(row) if row else None
+
+    def preferred_endpoints(self, kind: str) -> list[tuple[str, str, str, str]]:
+        """(tenant, agent, kind, address) of every agent whose calls ring a preferred
+        endpoint of `kind` — across tenants: for the process that runs the switch."""
+        rows = self.connect().execute(
+            "SELECT a.tenant_id, p.agent_id, p.kind, p.address "
+            "FROM agent_preferred_endpoints p JOIN agents a ON a.id = p.agent_id "
+            "WHERE p.kind = ?",
+            (kind,),
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
 
     def waiting(self, tenant_id: str) -> list[dict[str, Any]]:
         """Calls and conversations waiting for an agent, oldest first."""

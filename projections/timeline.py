@@ -2,8 +2,8 @@
 them, newest first, in one list.
 
 One entry per thing that happened: a message in or out on any channel, an internal note,
-a call with its outcome and duration, a ticket raised, solved, closed or reopened, a
-ticket comment. Each upstream stream writes its own tables only; who an entry belongs to
+a call with its outcome and duration, a note on a call (CC6), a ticket raised, solved,
+closed or reopened, a ticket comment. Each upstream stream writes its own tables only; who an entry belongs to
 is decided when the timeline is read:
 
 - a conversation's entries belong to the conversation's customer, a ticket's to the
@@ -110,6 +110,16 @@ class TimelineReadModel(SqliteReadModel):
             duration_seconds REAL NOT NULL DEFAULT 0
         )""",
         "CREATE INDEX IF NOT EXISTS calls_by_number ON calls (tenant_id, customer_number, started_at)",
+        # Notes written on a call (CC6): entries of the call's customer(s) too.
+        """CREATE TABLE IF NOT EXISTS call_notes (
+            key TEXT PRIMARY KEY,
+            call_id TEXT NOT NULL,
+            tenant_id TEXT NOT NULL,
+            at TEXT NOT NULL,
+            text TEXT,
+            agent_id TEXT
+        ) WITHOUT ROWID""",
+        "CREATE INDEX IF NOT EXISTS call_notes_by_call ON call_notes (call_id, at)",
         # Who answers is named by leg: the agent behind each agent leg.
         """CREATE TABLE IF NOT EXISTS call_agent_legs (
             call_id TEXT NOT NULL,
@@ -285,6 +295,20 @@ class TimelineReadModel(SqliteReadModel):
             self._note_call(db, call_id)
         elif isinstance(event, Call.Abandoned):
             db.execute("UPDATE calls SET abandoned = 1 WHERE id = ?", (call_id,))
+        elif isinstance(event, Call.NoteAdded):
+            db.execute(
+                "INSERT INTO call_notes VALUES (?, ?, "
+                "(SELECT tenant_id FROM calls WHERE id = ?), ?, ?, ?)",
+                (
+                    _key("n", call_id, event.originator_version),
+                    call_id,
+                    call_id,
+                    iso(event.at),
+                    _preview(event.body),
+                    _str(event.author_id),
+                ),
+            )
+            self._note_call(db, call_id)
         elif isinstance(event, Call.Ended):
             if answered_at is not None:
                 outcome = "answered"
@@ -459,6 +483,19 @@ class TimelineReadModel(SqliteReadModel):
             )
             UNION ALL
             SELECT {_COLUMNS} FROM (
+                SELECT n.at, n.key, 'call_note' AS kind, 'call' AS source,
+                    n.call_id AS source_id, i.customer_id, 'call' AS channel, calls.direction,
+                    n.text, n.agent_id, NULL AS outcome, NULL AS duration_seconds,
+                    calls.customer_number, NULL AS public
+                FROM identities i JOIN calls ON calls.tenant_id = i.tenant_id
+                    AND calls.customer_number = i.value
+                    JOIN call_notes n ON n.call_id = calls.id
+                WHERE i.customer_id IN ({marks}) AND i.kind = 'phone' AND i.tenant_id = ?
+                    AND (n.at < ? OR (n.at = ? AND n.key < ?))
+                ORDER BY n.at DESC, n.key DESC LIMIT ?
+            )
+            UNION ALL
+            SELECT {_COLUMNS} FROM (
                 SELECT e.at, e.key, e.kind, 'ticket' AS source, e.ticket_id AS source_id,
                     t.customer_id, NULL AS channel, NULL AS direction,
                     CASE WHEN e.kind = 'ticket_comment' THEN e.text
@@ -472,7 +509,7 @@ class TimelineReadModel(SqliteReadModel):
             ORDER BY at DESC, key DESC LIMIT ?
             """,
             (
-                *(*members, tenant_id, at, at, key, limit) * 3,
+                *(*members, tenant_id, at, at, key, limit) * 4,
                 limit,
             ),
         )

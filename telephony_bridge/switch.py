@@ -171,6 +171,13 @@ class BuiltinSwitch:
         """Say how the person behind a dialled address behaves from now on."""
         self._parties[address] = party
 
+    def swap_party(self, address: str, party: Party | None) -> Party | None:
+        """Set (None: forget) the party at `address`; the one set before, if any."""
+        before = self._parties.pop(address, None)
+        if party is not None:
+            self._parties[address] = party
+        return before
+
     def party_for(self, address: str) -> Party:
         return self._parties.get(address, self.default_party)
 
@@ -204,6 +211,17 @@ class BuiltinSwitch:
         if ch.party.abandon_after is not None:
             self._later(ch, "abandon", ch.party.abandon_after, lambda: self._abandon(ch))
         return channel_id
+
+    def pick_up(self, channel_id: str) -> None:
+        """The person an outbound leg rings picks up by hand: a browser softphone whose
+        party never answers by itself (`Party(answer_after=None)`, see switchctl)."""
+        ch = self._get(channel_id)
+        if ch.direction != "outbound":
+            raise SwitchError(f"{channel_id} is not a leg ringing someone")
+        if ch.answered:
+            return
+        self._cancel(ch, "ring")
+        self._far_end_answers(ch)
 
     def dtmf(self, channel_id: str, digit: str) -> None:
         """The person on `channel_id` presses `digit`."""

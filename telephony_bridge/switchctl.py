@@ -11,6 +11,14 @@ gets them here, from `cloudcc simulate` and the end-to-end tests (request/reply,
 | `switch.builtin.hangup` | `{"channel_id", "cause"}` | `{}` |
 | `switch.builtin.channels` | `{}` | `{"channels": [ChannelState...]}` |
 | `switch.builtin.hears` | `{"listener", "speaker"}` | `{"hears": bool}` |
+| `switch.builtin.answer` | `{"channel_id"}`: the person a leg rings picks up | `{}` |
+| `switch.builtin.register` | `{"address"}`: a browser softphone is there | `{"registrations": n}` |
+| `switch.builtin.unregister` | `{"address"}`: one of its browsers left | `{"registrations": n}` |
+
+A browser softphone (CC7, web.pages.phone) is a person at an address who answers by
+hand: while at least one browser is registered at an address, the party there never
+answers by itself and waits for `answer`; when the last one leaves, whatever party was set
+there before comes back. The switch carries signalling only, no audio.
 
 Errors come back as `{"error": "..."}`. The panel is for the embedded set-up, whose NATS
 listens on the loopback only; it is never served next to a production switch.
@@ -19,7 +27,7 @@ listens on the loopback only; it is never served next to a production switch.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from nats.aio.client import Client as NatsClient
@@ -83,13 +91,28 @@ class Hears(msgspec.Struct, frozen=True, kw_only=True):
     speaker: str
 
 
+class Answer(msgspec.Struct, frozen=True, kw_only=True):
+    channel_id: str
+
+
+class Registration(msgspec.Struct, frozen=True, kw_only=True):
+    address: Annotated[str, msgspec.Meta(min_length=1)]
+
+
+# A softphone: nobody answers until the browser's user clicks (the ring times out by itself).
+SOFTPHONE = Party(answer_after=None)
+
+
 class SwitchPanel:
     def __init__(self, nc: NatsClient, switch: BuiltinSwitch) -> None:
         self.nc, self.switch = nc, switch
         self._subs: list[Any] = []
+        # Per address: how many browsers are registered, and the party set before them.
+        self._softphones: dict[str, tuple[int, Party | None]] = {}
 
     async def start(self) -> None:
-        for verb in ("call", "party", "dtmf", "hangup", "channels", "hears"):
+        verbs = ("call", "party", "dtmf", "hangup", "channels", "hears")
+        for verb in (*verbs, "answer", "register", "unregister"):
             self._subs.append(await self.nc.subscribe(f"{PREFIX}.{verb}", cb=self._serve))
 
     async def stop(self) -> None:
@@ -132,5 +155,25 @@ class SwitchPanel:
             return {}
         if verb == "channels":
             return {"channels": await sw.channels()}
+        if verb == "answer":
+            sw.pick_up(msgspec.json.decode(data, type=Answer).channel_id)
+            return {}
+        if verb in ("register", "unregister"):
+            address = msgspec.json.decode(data, type=Registration).address
+            return {"registrations": self._register(address, 1 if verb == "register" else -1)}
         hears = msgspec.json.decode(data, type=Hears)
         return {"hears": sw.hears(hears.listener, hears.speaker)}
+
+    def _register(self, address: str, step: int) -> int:
+        count, before = self._softphones.get(address, (0, None))
+        if count == 0 and step < 0:
+            return 0
+        if count == 0:
+            before = self.switch.swap_party(address, SOFTPHONE)
+        count += step
+        if count == 0:
+            self.switch.swap_party(address, before)
+            del self._softphones[address]
+        else:
+            self._softphones[address] = (count, before)
+        return count
