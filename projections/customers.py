@@ -16,7 +16,12 @@ a prefix range scan on the (tenant, term) key. Terms, by their prefix:
   written form ("0901 234 567", "84901234567") normalised the same way, or its start;
 - `r:` the phone's digits reversed, so the last digits of a number find it ("234567");
 - `e:` an email address, lower case, found by its start;
-- `i:` any other identity (Facebook id, chat visitor id), lower case, found by its start.
+- `i:` any other identity (Facebook id, chat visitor id), lower case, found by its start;
+- `t:` each of the customer's tags, folded, found by its start ("vip" finds tag "VIP").
+
+Tags are the customer's attribute `tags` (domain.customers attributes): its value is the
+tags joined by commas (`join_tags`, `split_tags`), kept in `customer_tags` too so that a
+page can show them beside a search's results.
 
 A table made before search existed has no terms: rebuild it (`cloudcc projections
 rebuild customers`).
@@ -89,6 +94,13 @@ class CustomersReadModel(SqliteReadModel):
         # per candidate (EXISTS by customer and term range).
         "CREATE INDEX IF NOT EXISTS customer_search_terms_by_customer "
         "ON customer_search_terms (customer_id, term)",
+        """CREATE TABLE IF NOT EXISTS customer_tags (
+            customer_id TEXT NOT NULL,
+            tag TEXT NOT NULL,
+            tenant_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            PRIMARY KEY (customer_id, tag)
+        ) WITHOUT ROWID""",
     )
 
     def __init__(self, path: Path) -> None:
@@ -159,6 +171,7 @@ class CustomersReadModel(SqliteReadModel):
             tenant = cur.execute("SELECT tenant_id FROM customers WHERE id = ?", (cid,)).fetchone()
             cur.execute("DELETE FROM customers WHERE id = ?", (cid,))
             cur.execute("DELETE FROM customer_search_terms WHERE customer_id = ?", (cid,))
+            cur.execute("DELETE FROM customer_tags WHERE customer_id = ?", (cid,))
             if tenant is not None:
                 cur.execute(
                     "INSERT INTO customer_merges VALUES (?, ?, ?)",
@@ -170,6 +183,8 @@ class CustomersReadModel(SqliteReadModel):
                     "UPDATE customer_merges SET merged_into = ? WHERE id = ?",
                     (str(event.target_id), cid),
                 )
+        elif isinstance(event, Customer.AttributesChanged) and TAGS in event.changes:
+            self._set_tags(cur, event, split_tags(event.changes[TAGS] or ""))
         elif isinstance(event, Customer.Event):
             # Profile changes are not shown here yet; the row still follows the version.
             cur.execute(
@@ -201,6 +216,24 @@ class CustomersReadModel(SqliteReadModel):
         # identities: no need to read it again.
         self._reindex(cur, row[0], cid, row[1], identities)
 
+    def _set_tags(self, cur: sqlite3.Cursor, event: Any, tags: list[str]) -> None:
+        cid = str(event.originator_id)
+        row = cur.execute(
+            "SELECT tenant_id, name, identities FROM customers WHERE id = ?", (cid,)
+        ).fetchone()
+        if row is None:
+            return
+        cur.execute("DELETE FROM customer_tags WHERE customer_id = ?", (cid,))
+        cur.executemany(
+            "INSERT OR IGNORE INTO customer_tags VALUES (?, ?, ?, ?)",
+            [(cid, tag, row[0], seq) for seq, tag in enumerate(tags)],
+        )
+        cur.execute(
+            "UPDATE customers SET version = ?, updated_at = ? WHERE id = ?",
+            (event.originator_version, event.timestamp.isoformat(), cid),
+        )
+        self._reindex(cur, row[0], cid, row[1], msgspec.json.decode(row[2]))
+
     def _reindex(
         self,
         cur: sqlite3.Cursor,
@@ -217,7 +250,10 @@ class CustomersReadModel(SqliteReadModel):
         deleting them all and inserting them again, but a rename or a new identity
         changes one or two of a customer's terms, and each write costs.
         """
-        wanted = {(tenant, term) for term in _terms(name, identities)}
+        tags = [
+            t for (t,) in cur.execute("SELECT tag FROM customer_tags WHERE customer_id = ?", (cid,))
+        ]
+        wanted = {(tenant, term) for term in _terms(name, identities, tags)}
         held = set(
             cur.execute(
                 "SELECT tenant_id, term FROM customer_search_terms WHERE customer_id = ?", (cid,)
@@ -268,6 +304,21 @@ class CustomersReadModel(SqliteReadModel):
             (*params, tenant_id, limit),
         )
         return [_customer(r) for r in rows]
+
+    def tags(self, tenant_id: str, customer_ids: Iterable[str]) -> dict[str, list[str]]:
+        """The tags of each of these customers of the tenant (none: not in the result)."""
+        ids = list(customer_ids)
+        if not ids:
+            return {}
+        found: dict[str, list[str]] = {}
+        rows = self.connect().execute(
+            f"SELECT customer_id, tag FROM customer_tags WHERE tenant_id = ? "
+            f"AND customer_id IN ({', '.join('?' * len(ids))}) ORDER BY customer_id, seq",
+            (tenant_id, *ids),
+        )
+        for customer_id, tag in rows:
+            found.setdefault(customer_id, []).append(tag)
+        return found
 
     def merged_into(self, tenant_id: str, customer_id: str) -> str | None:
         """The survivor a merged customer's id leads to, or None if it was not merged."""
@@ -335,8 +386,12 @@ def _name_terms(name: str) -> tuple[str, ...]:
     return tuple("n:" + word for word in _WORD.findall(fold(name)))
 
 
-def _terms(name: str, identities: Iterable[Iterable[str]]) -> Iterator[str]:
+def _terms(
+    name: str, identities: Iterable[Iterable[str]], tags: Iterable[str] = ()
+) -> Iterator[str]:
     yield from _name_terms(name)
+    for tag in tags:
+        yield "t:" + fold(tag)
     for kind, value in identities:
         if kind == "phone":
             yield "p:" + value
@@ -371,10 +426,31 @@ def _query(text: str) -> tuple[list[str], set[str]]:
         if len(digits) >= _SUFFIX_DIGITS:
             prefixes.add("r:" + digits[::-1])
         return [], prefixes
-    prefixes = set()
+    prefixes = {"t:" + fold(text)}
     if not any(c.isspace() for c in text):
         prefixes |= {"e:" + text.lower(), "i:" + text.lower()}
     return _WORD.findall(fold(text)), prefixes
+
+
+TAGS = "tags"  # the customer attribute that holds their tags
+MAX_TAG = 50
+MAX_TAGS = 20
+
+
+def split_tags(value: str) -> list[str]:
+    """The tags of a `tags` attribute (or of what a person typed): split at commas,
+    spaces squeezed, blanks and repeats (ignoring case) dropped, in the order given."""
+    seen: dict[str, str] = {}
+    for part in value.split(","):
+        tag = " ".join(part.split())
+        if tag and tag.casefold() not in seen:
+            seen[tag.casefold()] = tag
+    return list(seen.values())
+
+
+def join_tags(tags: Iterable[str]) -> str | None:
+    """The `tags` attribute's value for these tags; None (remove it) for none."""
+    return ", ".join(tags) or None
 
 
 def _range(prefix: str) -> tuple[str, str]:

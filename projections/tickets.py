@@ -5,8 +5,14 @@ assignee, counts, times), its comments and its linked conversations in tables of
 own. Times are the events' own: a ticket was raised, changed or commented when its event
 was recorded, so a rebuild gives the same tables.
 
+A ticket's SLA clocks (domain.sla_clocks, run by projections.sla_timers) come from their
+own stream into a table of their own (`ticket_sla`, one row per clock), joined to the
+tickets when read: a list filters and sorts by SLA state and a ticket shows its due times.
+The state is worked out at the time of the query (`now`), not when the timer process last
+acted: a clock whose due time has passed is breached on the page at once.
+
 Live-update kinds (`changed`): "ticket" (key: ticket id) for every change of a ticket,
-its comments or links; "customer_tickets" (customer id) when a ticket is raised for a
+its comments, links or SLA clocks; "customer_tickets" (customer id) when a ticket is raised for a
 customer or moves to or from one; "conversation_tickets" (conversation id) when a ticket
 is linked to or unlinked from a conversation.
 """
@@ -16,9 +22,11 @@ from __future__ import annotations
 import builtins
 import sqlite3
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
 
+from domain.sla_clocks import SlaClock, SubjectKind
 from domain.tickets import Ticket
 from domain.vocabulary import Priority
 from projections.readmodel import SqliteReadModel
@@ -81,13 +89,58 @@ _SCHEMA = (
     )""",
     """CREATE INDEX IF NOT EXISTS ticket_conversations_by_conversation
         ON ticket_conversations (tenant_id, conversation_id)""",
+    # From the sla_clocks stream only: one row per SLA clock of a ticket.
+    """CREATE TABLE IF NOT EXISTS ticket_sla (
+        clock_id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        ticket_id TEXT NOT NULL,
+        metric TEXT NOT NULL,
+        status TEXT NOT NULL,
+        target_seconds INTEGER NOT NULL,
+        used_seconds REAL NOT NULL,
+        started_at TEXT NOT NULL,
+        warn_at TEXT,
+        due_at TEXT,
+        warned_at TEXT,
+        breached_at TEXT,
+        ended_at TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS ticket_sla_by_ticket ON ticket_sla (ticket_id, tenant_id)",
 )
 
-Order = Literal["updated", "created", "priority"]
+# A ticket's SLA state (the list's filter and column), from its clocks at `?` (now):
+# breached once any clock was breached or a running one is past its due time; at risk
+# when an unfinished one was warned or is past its warning time; on time when it has
+# clocks and neither; "none" without clocks. Each `?` is the same `now`.
+SLA_STATES = ("on_time", "at_risk", "breached", "none")
+_CLOCKS = (
+    "SELECT 1 FROM ticket_sla s WHERE s.ticket_id = tickets.id AND s.tenant_id = tickets.tenant_id"
+)
+_BREACHED = (
+    f"EXISTS ({_CLOCKS} AND (s.breached_at IS NOT NULL "
+    "OR (s.status = 'running' AND s.due_at <= ?)))"
+)
+_AT_RISK = (
+    f"EXISTS ({_CLOCKS} AND s.status IN ('running', 'paused') AND (s.warned_at IS NOT NULL "
+    "OR (s.status = 'running' AND s.warn_at <= ?)))"
+)
+_SLA_STATE = (
+    f"CASE WHEN {_BREACHED} THEN 'breached' WHEN {_AT_RISK} THEN 'at_risk' "
+    f"WHEN EXISTS ({_CLOCKS}) THEN 'on_time' ELSE 'none' END"
+)
+_SLA_STATE_PARAMS = 2  # how many `?` (now) _SLA_STATE holds
+
+Order = Literal["updated", "created", "priority", "due"]
+_NEXT_DUE = (
+    "(SELECT min(s.due_at) FROM ticket_sla s WHERE s.ticket_id = tickets.id "
+    "AND s.tenant_id = tickets.tenant_id AND s.status = 'running')"
+)
 _ORDER_BY: dict[str, str] = {
     "updated": "updated_at DESC, id DESC",
     "created": "created_at DESC, id DESC",
     "priority": "priority_rank DESC, updated_at DESC, id DESC",
+    # The running SLA clock due soonest first; tickets without one after, urgent first.
+    "due": f"{_NEXT_DUE} IS NULL, {_NEXT_DUE}, priority_rank DESC, updated_at DESC, id DESC",
 }
 
 
@@ -95,11 +148,14 @@ class TicketsReadModel(SqliteReadModel):
     """One row per ticket, with its comments and linked conversations, per tenant."""
 
     name = "tickets"
-    upstreams = ("tickets",)
+    upstreams = ("tickets", "sla_clocks")
     schema = _SCHEMA
 
     def handle(self, db: sqlite3.Connection, event: Any) -> None:
         kind = type(event)
+        if isinstance(event, SlaClock.Event):
+            self._clock(db, event)
+            return
         if kind is Ticket.Raised:
             self._raised(db, event)
             return
@@ -194,7 +250,86 @@ class TicketsReadModel(SqliteReadModel):
             "last_comment_at": at,
         }
 
+    def _clock(self, db: sqlite3.Connection, event: Any) -> None:
+        """An SLA clock's event: the row of a ticket's clock follows it (mirroring
+        domain.sla_clocks.SlaClock's own state); a conversation's clocks are not kept."""
+        clock_id = str(event.originator_id)
+        if isinstance(event, SlaClock.Started):
+            if event.subject_kind != SubjectKind.TICKET.value:
+                return
+            db.execute(
+                "INSERT OR IGNORE INTO ticket_sla VALUES "
+                "(?, ?, ?, ?, 'running', ?, 0, ?, ?, ?, NULL, NULL, NULL)",
+                (
+                    clock_id,
+                    event.tenant_id,
+                    str(event.subject_id),
+                    event.metric,
+                    event.target_seconds,
+                    iso(event.at),
+                    iso(event.warn_at),
+                    iso(event.due_at),
+                ),
+            )
+            self.changed(event.tenant_id, "ticket", str(event.subject_id))
+            return
+        row = db.execute("SELECT * FROM ticket_sla WHERE clock_id = ?", (clock_id,)).fetchone()
+        if row is None:
+            return  # a conversation's clock
+        values: dict[str, Any]
+        if isinstance(event, SlaClock.Paused):
+            values = {"status": "paused", "used_seconds": event.used_seconds}
+            # What has not fallen due yet has no due time while nothing is counted.
+            if row["warned_at"] is None:
+                values["warn_at"] = None
+            if row["breached_at"] is None:
+                values["due_at"] = None
+        elif isinstance(event, SlaClock.Resumed):
+            values = {"status": "running", "warn_at": _iso(event.warn_at)}
+            values["due_at"] = iso(event.due_at)
+        elif isinstance(event, SlaClock.Retargeted):
+            values = {
+                "target_seconds": event.target_seconds,
+                "used_seconds": event.used_seconds,
+                "warn_at": _iso(event.warn_at),
+                "due_at": _iso(event.due_at),
+            }
+        elif isinstance(event, SlaClock.Warned):
+            values = {"warned_at": iso(event.due)}
+        elif isinstance(event, SlaClock.Breached):
+            values = {"breached_at": iso(event.due)}
+        elif isinstance(event, SlaClock.Met | SlaClock.Stopped):
+            values = {
+                "status": "met" if isinstance(event, SlaClock.Met) else "stopped",
+                "ended_at": iso(event.at),
+                "used_seconds": event.used_seconds,
+            }
+        else:
+            return
+        assignments = ", ".join(f"{column} = ?" for column in values)
+        db.execute(
+            f"UPDATE ticket_sla SET {assignments} WHERE clock_id = ?",
+            (*values.values(), clock_id),
+        )
+        self.changed(row["tenant_id"], "ticket", row["ticket_id"])
+
     # ------------------------------------------------------------------ queries
+    def sla(
+        self, tenant_id: str, ticket_id: str | UUID, now: datetime | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """The ticket's SLA clocks by metric (first_response, resolution) at `now`.
+
+        `state`: met, stopped, breached, paused, at_risk or running. A running clock
+        counts down to `due_at`; a paused one has `remaining_seconds` of counted time
+        left (negative: overdue) and no due time until it runs again.
+        """
+        at = iso(now or datetime.now(UTC))
+        rows = self.connect().execute(
+            "SELECT * FROM ticket_sla WHERE ticket_id = ? AND tenant_id = ? ORDER BY metric",
+            (str(ticket_id), tenant_id),
+        )
+        return {r["metric"]: _clock_state(r, at) for r in rows}
+
     def get(self, tenant_id: str, ticket_id: str | UUID) -> dict[str, Any] | None:
         """The ticket with its comments (oldest first) and linked conversations."""
         db = self.connect()
@@ -263,17 +398,23 @@ class TicketsReadModel(SqliteReadModel):
         kind: str | Iterable[str] | None = None,
         assignee: str | UUID | None = None,
         unassigned: bool = False,
-        customer_id: str | UUID | None = None,
+        customer_id: str | UUID | Iterable[str | UUID] | None = None,
         text: str | None = None,
+        sla: str | Iterable[str] | None = None,
+        now: datetime | None = None,
         order: Order = "updated",
         limit: int = 100,
         offset: int = 0,
     ) -> builtins.list[dict[str, Any]]:
-        """Tickets matching every filter given; `text` is found in the title.
+        """Tickets matching every filter given; `text` is found in the title, `sla` is
+        one or more of SLA_STATES (at `now`, by default the present), `customer_id` one
+        customer or several (a customer and those merged into it).
 
-        `order`: "updated" (default, newest change first), "created" (newest first) or
-        "priority" (urgent first, then newest change).
+        `order`: "updated" (default, newest change first), "created" (newest first),
+        "priority" (urgent first, then newest change) or "due" (the running SLA clock
+        due soonest first). Every row carries its `sla_state` at `now`.
         """
+        at = iso(now or datetime.now(UTC))
         where = ["tenant_id = ?"]
         params: builtins.list[Any] = [tenant_id]
         one_of("status", status, where, params)
@@ -285,17 +426,21 @@ class TicketsReadModel(SqliteReadModel):
         if unassigned:
             where.append("assignee IS NULL")
         if customer_id is not None:
-            where.append("customer_id = ?")
-            params.append(str(customer_id))
+            customers = [customer_id] if isinstance(customer_id, str | UUID) else list(customer_id)
+            one_of("customer_id", [str(c) for c in customers], where, params)
         if text:
             where.append("title LIKE ? ESCAPE '\\'")
             params.append(f"%{like_escaped(text)}%")
+        if sla is not None:
+            states = [sla] if isinstance(sla, str) else builtins.list(sla)
+            where.append(f"({_SLA_STATE}) IN ({', '.join('?' * len(states))})")
+            params += [at] * _SLA_STATE_PARAMS + states
         rows = self.connect().execute(
-            f"SELECT * FROM tickets WHERE {' AND '.join(where)} "
+            f"SELECT *, {_SLA_STATE} AS sla_state FROM tickets WHERE {' AND '.join(where)} "
             f"ORDER BY {_ORDER_BY[order]} LIMIT ? OFFSET ?",
-            (*params, limit, offset),
+            ([at] * _SLA_STATE_PARAMS + params + [limit, offset]),
         )
-        return [_ticket(r) for r in rows]
+        return [{**_ticket(r), "sla_state": r["sla_state"]} for r in rows]
 
 
 _Change = Callable[[TicketsReadModel, sqlite3.Connection, sqlite3.Row, Any], dict[str, Any]]
@@ -343,6 +488,36 @@ _CHANGES: dict[type, _Change] = {
 
 def _str(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+def _iso(at: datetime | None) -> str | None:
+    return None if at is None else iso(at)
+
+
+def _clock_state(r: sqlite3.Row, now: str) -> dict[str, Any]:
+    """One clock as a page shows it, at `now` (read-model time text)."""
+    status = r["status"]
+    running, paused = status == "running", status == "paused"
+    state = status
+    if running or paused:
+        if r["breached_at"] is not None or (running and r["due_at"] and r["due_at"] <= now):
+            state = "breached"
+        elif r["warned_at"] is not None or (running and r["warn_at"] and r["warn_at"] <= now):
+            state = "paused" if paused else "at_risk"
+    return {
+        "metric": r["metric"],
+        "status": status,
+        "state": state,
+        "paused": paused,
+        "started_at": r["started_at"],
+        "warn_at": r["warn_at"],
+        "due_at": r["due_at"],
+        "warned_at": r["warned_at"],
+        "breached_at": r["breached_at"],
+        "ended_at": r["ended_at"],
+        "target_seconds": r["target_seconds"],
+        "remaining_seconds": r["target_seconds"] - r["used_seconds"] if paused else None,
+    }
 
 
 def _ticket(row: sqlite3.Row) -> dict[str, Any]:
