@@ -539,6 +539,16 @@ class QueueBoardReadModel(SqliteReadModel):
                 f"CREATE INDEX IF NOT EXISTS {table}_by_entry ON {table} (tenant_id, entered)",
             )
         ),
+        # Every call and conversation as it started, queued or not: the day's traffic by
+        # hour and channel (CT18). A table of its own, so a file from before gets it new
+        # (and a rebuild fills it).
+        """CREATE TABLE IF NOT EXISTS arrivals (
+            item_id TEXT PRIMARY KEY,
+            tenant_id TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            arrived REAL NOT NULL
+        ) WITHOUT ROWID""",
+        "CREATE INDEX IF NOT EXISTS arrivals_by_time ON arrivals (tenant_id, arrived)",
     )
 
     def handle(self, db: sqlite3.Connection, event: Any) -> None:
@@ -569,6 +579,7 @@ class QueueBoardReadModel(SqliteReadModel):
                 "INSERT INTO calls VALUES (?, ?, ?)",
                 (call_id, event.tenant_id, event.legs[0]["leg_id"]),
             )
+            self._arrived(db, call_id, event.tenant_id, "call", event.at)
             return
         if isinstance(event, Call.Offered):
             row = db.execute("SELECT tenant_id FROM calls WHERE id = ?", (call_id,)).fetchone()
@@ -598,6 +609,7 @@ class QueueBoardReadModel(SqliteReadModel):
                 "INSERT INTO conversations VALUES (?, ?, ?)",
                 (conversation_id, event.tenant_id, channel),
             )
+            self._arrived(db, conversation_id, event.tenant_id, channel, event.at)
             db.execute(
                 "INSERT INTO conversation_state VALUES (?, ?, NULL, ?)",
                 (
@@ -660,6 +672,15 @@ class QueueBoardReadModel(SqliteReadModel):
             elif status == ConversationStatus.OPEN.value:
                 # Reopened (or the customer wrote again) while unassigned in its queue.
                 self._wait_again(db, conversation_id, event)
+
+    def _arrived(
+        self, db: sqlite3.Connection, item_id: str, tenant: str, channel: str, at: datetime
+    ) -> None:
+        db.execute(
+            "INSERT OR IGNORE INTO arrivals VALUES (?, ?, ?, ?)",
+            (item_id, tenant, channel, at.timestamp()),
+        )
+        self.changed(tenant, "arrival", item_id)
 
     def _wait_again(self, db: sqlite3.Connection, conversation_id: str, event: Any) -> None:
         """Start a stay in the conversation's queue if it waits there now (in the queue,
@@ -802,6 +823,33 @@ class QueueBoardReadModel(SqliteReadModel):
                 service_level=r["within"] / finished if finished else None,
             )
         return list(queues.values())
+
+    def hourly(self, tenant_id: str, since: datetime, hours: int = 24) -> dict[str, Any]:
+        """The traffic of `hours` hours from `since`, hour by hour (CT18): `arrivals`, the
+        calls and conversations that started, by channel (a list of counts each);
+        `answered` and `abandoned`, the calls' stays in a queue that ended so, by the
+        hour they entered the queue (as `board` counts a period)."""
+        start = since.timestamp()
+        period = {"tenant": tenant_id, "start": start, "end": start + hours * 3600}
+        hour = "CAST((%s - :start) / 3600 AS INTEGER)"
+        db = self.connect()
+        arrivals: dict[str, list[int]] = {}
+        for r in db.execute(
+            f"SELECT channel, {hour % 'arrived'} AS hour, count(*) AS n FROM arrivals "
+            "WHERE tenant_id = :tenant AND arrived >= :start AND arrived < :end "
+            "GROUP BY channel, hour ORDER BY channel",
+            period,
+        ):
+            arrivals.setdefault(r["channel"], [0] * hours)[r["hour"]] += r["n"]
+        ended: dict[str, list[int]] = {"answered": [0] * hours, "abandoned": [0] * hours}
+        for r in db.execute(
+            f"SELECT outcome, {hour % 'entered'} AS hour, count(*) AS n FROM call_waits "
+            "WHERE tenant_id = :tenant AND entered >= :start AND entered < :end "
+            "AND outcome IN ('answered', 'abandoned') GROUP BY outcome, hour",
+            period,
+        ):
+            ended[r["outcome"]][r["hour"]] += r["n"]
+        return {"arrivals": arrivals, **ended}
 
 
 def _queue_row(queue_id: str, name: str | None) -> dict[str, Any]:
