@@ -26,7 +26,6 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Protocol
-from uuid import UUID
 
 import msgspec
 from litestar import Router, get
@@ -36,11 +35,22 @@ from litestar.response import File, Stream
 
 from domain.vocabulary import Direction
 from projections.calllog import CallLogReadModel
-from web.api.errors import exception_handlers, tenant_path
+from web.api.errors import READ_ERRORS, exception_handlers, tenant_path
+from web.api.params import (
+    Limit,
+    Offset,
+    Since,
+    choices,
+    flag,
+    page,
+    path_id,
+    period,
+    typed,
+    uuid_query,
+)
 
 OUTCOMES = ("in_progress", "answered", "abandoned", "missed", "no_answer")
 DIRECTIONS = tuple(d.value for d in Direction)
-MAX_PAGE = 500
 # Records per read-model query while a CDR export streams.
 CDR_PAGE = 1000
 
@@ -71,14 +81,101 @@ CDR_COLUMNS = (
     "recording_count",
 )
 
-# "from" is a keyword: the parameter has another name in Python.
-Since = Annotated[str | None, QueryParameter(name="from")]
-Limit = Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)]
-# Bounded: SQLite takes 64-bit integers only, and a larger one would fail as a 500.
-Offset = Annotated[int, QueryParameter(ge=0, le=1_000_000_000)]
-
 _KEY = re.compile(r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})_([0-9a-f]{16})")
 _json = msgspec.json.Encoder()
+
+
+class CallSummary(msgspec.Struct):
+    """A call as the call log lists it. `outcome`: in_progress, answered, abandoned,
+    missed or no_answer; times ISO 8601; seconds null while they do not apply yet."""
+
+    id: str
+    tenant_id: str
+    call_ref: str
+    direction: str
+    hotline: str | None
+    customer_number: str | None
+    queue_id: str | None
+    queues: list[str]
+    agents: list[str]
+    outcome: str
+    started_at: str
+    offered_at: str | None
+    answered_at: str | None
+    ended_at: str | None
+    wait_seconds: float | None
+    ring_seconds: float | None
+    talk_seconds: float | None
+    hold_seconds: float | None
+    duration_seconds: float | None
+    abandoned: bool
+    transfer_count: int
+    recording_count: int
+    version: int
+    updated_at: str
+
+
+class CallPage(msgspec.Struct):
+    items: list[CallSummary]
+    limit: int
+    offset: int
+    next_offset: int | None
+
+
+class CallLeg(msgspec.Struct):
+    leg_id: str
+    party: str
+    endpoint: str | None
+    address: str | None
+    user_id: str | None
+    created_at: str
+    answered_at: str | None
+    ended_at: str | None
+    end_cause: str | None
+    on_net: bool | None
+
+
+class Recording(msgspec.Struct):
+    """A recording: `key` addresses it, `download_url` is its audio once `stored`."""
+
+    key: str
+    recording_id: str
+    started_at: str
+    stopped_at: str | None
+    duration_seconds: float | None
+    size_bytes: int | None
+    metadata: dict[str, Any]
+    stored: bool
+    download_url: str | None
+
+
+class FoundRecording(Recording):
+    """A recording with its call's facts, as the search finds it."""
+
+    call_id: str
+    call_ref: str
+    direction: str
+    hotline: str | None
+    customer_number: str | None
+    agents: list[str]
+    call_started_at: str
+
+
+class RecordingPage(msgspec.Struct):
+    items: list[FoundRecording]
+    limit: int
+    offset: int
+    next_offset: int | None
+
+
+class CallDetail(CallSummary):
+    """A call with its legs (in the order they joined) and recordings."""
+
+    ended_by_leg_id: str | None
+    end_cause: str | None
+    forced_by: str | None
+    legs: list[CallLeg]
+    recordings: list[Recording]
 
 
 class CallsContext(Protocol):
@@ -115,7 +212,7 @@ def calls_router(ctx: CallsContext) -> Router:
             "download_url": audio_url(tenant, call_id, recording),
         }
 
-    @get("/calls")
+    @get("/calls", responses=READ_ERRORS)
     async def list_calls(
         tenant_id: FromPath[str],
         direction: FromQuery[str | None] = None,
@@ -128,37 +225,38 @@ def calls_router(ctx: CallsContext) -> Router:
         has_recording: FromQuery[str | None] = None,
         limit: Limit = 50,
         offset: Offset = 0,
-    ) -> dict[str, Any]:
+    ) -> CallPage:
         """The call log, newest first: `direction` and `outcome` take one value or several
         (comma-separated); `agent` and `queue` ids; `from`/`to`: the start time, `to`
         exclusive; `number`: part of the customer's number or the hotline."""
         tenant = tenant_path(tenant_id)
-        since, until = _period(from_, to)
+        since, until = period(from_, to)
         rows = ctx.call_log.list(
             tenant,
-            direction=_choices("direction", direction, DIRECTIONS),
-            outcome=_choices("outcome", outcome, OUTCOMES),
-            agent_id=_uuid("agent", agent),
-            queue_id=_uuid("queue", queue),
+            direction=choices("direction", direction, DIRECTIONS),
+            outcome=choices("outcome", outcome, OUTCOMES),
+            agent_id=uuid_query("agent", agent),
+            queue_id=uuid_query("queue", queue),
             since=since,
             until=until,
             number=number,
-            has_recording=_flag("has_recording", has_recording),
+            has_recording=flag("has_recording", has_recording),
             # One more than asked: whether there is a next page, without counting them all.
             limit=limit + 1,
             offset=offset,
         )
-        return _page(rows, limit, offset)
+        return typed(page(rows, limit, offset), CallPage)
 
-    @get("/calls/{call_id:str}")
-    async def show_call(tenant_id: FromPath[str], call_id: FromPath[str]) -> dict[str, Any]:
+    @get("/calls/{call_id:str}", responses=READ_ERRORS)
+    async def show_call(tenant_id: FromPath[str], call_id: FromPath[str]) -> CallDetail:
         tenant = tenant_path(tenant_id)
-        call = ctx.call_log.get(tenant, _call_id(call_id))
+        call = ctx.call_log.get(tenant, path_id("call", call_id))
         if call is None:
             raise NotFoundException(f"call {call_id} not found")
-        return {**call, "recordings": [shown(tenant, call["id"], r) for r in call["recordings"]]}
+        recordings = [shown(tenant, call["id"], r) for r in call["recordings"]]
+        return typed({**call, "recordings": recordings}, CallDetail)
 
-    @get("/recordings")
+    @get("/recordings", responses=READ_ERRORS)
     async def search_recordings(
         tenant_id: FromPath[str],
         call: FromQuery[str | None] = None,
@@ -168,24 +266,25 @@ def calls_router(ctx: CallsContext) -> Router:
         to: FromQuery[str | None] = None,
         limit: Limit = 50,
         offset: Offset = 0,
-    ) -> dict[str, Any]:
+    ) -> RecordingPage:
         """Recordings, newest first, by `call` id, `agent` id, `number` (part of the
         customer's number or the hotline), `from`/`to` (the recording's start)."""
         tenant = tenant_path(tenant_id)
-        since, until = _period(from_, to)
+        since, until = period(from_, to)
         rows = ctx.call_log.recordings(
             tenant,
-            call_id=_uuid("call", call),
-            agent_id=_uuid("agent", agent),
+            call_id=uuid_query("call", call),
+            agent_id=uuid_query("agent", agent),
             number=number,
             since=since,
             until=until,
             limit=limit + 1,
             offset=offset,
         )
-        return _page([shown(tenant, r["call_id"], r) for r in rows], limit, offset)
+        found = page([shown(tenant, r["call_id"], r) for r in rows], limit, offset)
+        return typed(found, RecordingPage)
 
-    @get("/recordings/{recording_key:str}/audio")
+    @get("/recordings/{recording_key:str}/audio", responses=READ_ERRORS)
     async def recording_audio(tenant_id: FromPath[str], recording_key: FromPath[str]) -> File:
         tenant = tenant_path(tenant_id)
         recording = _find_recording(ctx.call_log, tenant, recording_key)
@@ -205,7 +304,7 @@ def calls_router(ctx: CallsContext) -> Router:
             content_disposition_type="attachment",
         )
 
-    @get("/cdr")
+    @get("/cdr", responses=READ_ERRORS)
     async def call_detail_records(
         tenant_id: FromPath[str],
         from_: Since = None,
@@ -215,7 +314,7 @@ def calls_router(ctx: CallsContext) -> Router:
         """The calls that ended in [`from`, `to`), oldest end first, one record each, as
         CSV (default) or a JSON array."""
         tenant = tenant_path(tenant_id)
-        since, until = _period(from_, to)
+        since, until = period(from_, to)
         if since is None or until is None:
             raise ValidationException("from and to are required: the period billed")
         if format_ not in ("csv", "json"):
@@ -243,17 +342,8 @@ def calls_router(ctx: CallsContext) -> Router:
             call_detail_records,
         ],
         exception_handlers=exception_handlers,  # type: ignore[arg-type]
+        tags=["calls"],
     )
-
-
-def _page(rows: list[dict[str, Any]], limit: int, offset: int) -> dict[str, Any]:
-    more = len(rows) > limit
-    return {
-        "items": rows[:limit],
-        "limit": limit,
-        "offset": offset,
-        "next_offset": offset + limit if more else None,
-    }
 
 
 def _find_recording(model: CallLogReadModel, tenant: str, key: str) -> dict[str, Any] | None:
@@ -338,74 +428,3 @@ def _json_array(records: Iterator[dict[str, Any]]) -> Iterator[bytes]:
         )
         first = False
     yield b"]"
-
-
-# Query values: anything malformed is the client's mistake, a 400 that says which.
-
-
-def _choices(name: str, value: str | None, allowed: tuple[str, ...]) -> list[str] | None:
-    if value is None or not value.strip():
-        return None
-    chosen = [v.strip() for v in value.split(",") if v.strip()]
-    wrong = [v for v in chosen if v not in allowed]
-    if wrong:
-        raise ValidationException(f"{name}: {', '.join(wrong)} not one of {', '.join(allowed)}")
-    return chosen
-
-
-def _uuid(name: str, value: str | None) -> UUID | None:
-    if value is None or not value.strip():
-        return None
-    try:
-        return UUID(value.strip())
-    except ValueError:
-        raise ValidationException(f"{name}: {value!r} is not an id (a UUID)") from None
-
-
-def _call_id(value: str) -> UUID:
-    try:
-        return UUID(value)
-    except ValueError:
-        # Not a call id, so no call of this tenant has it.
-        raise NotFoundException(f"call {value} not found") from None
-
-
-def _flag(name: str, value: str | None) -> bool | None:
-    if value is None or not value.strip():
-        return None
-    text = value.strip().lower()
-    if text in ("true", "1", "yes"):
-        return True
-    if text in ("false", "0", "no"):
-        return False
-    raise ValidationException(f"{name}: {value!r} is not true or false")
-
-
-def _time(name: str, value: str | None) -> datetime | None:
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    # An unencoded "+" in a query string arrives as a space: "09:00:00 07:00".
-    head, _, offset = text.rpartition(" ")
-    candidates = (text, f"{head}+{offset}") if head else (text,)
-    for candidate in candidates:
-        try:
-            at = datetime.fromisoformat(candidate)
-        except ValueError:
-            continue
-        if at.tzinfo is None:
-            # Which day a call falls in depends on the zone; guessing one would bill wrongly.
-            raise ValidationException(
-                f"{name}: {value!r} has no time zone; add one, e.g. +07:00 or Z"
-            )
-        return at
-    raise ValidationException(
-        f"{name}: {value!r} is not an ISO 8601 time, e.g. 2025-03-03T09:00:00+07:00"
-    )
-
-
-def _period(since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:
-    start, end = _time("from", since), _time("to", until)
-    if start is not None and end is not None and start >= end:
-        raise ValidationException("from must be before to")
-    return start, end
