@@ -13,6 +13,8 @@ from litestar import Router as HttpRouter
 
 from connectors.bus import FactConsumer, ensure_facts_stream, start_fact_consumers
 from connectors.handlers import FactApps
+from connectors.livechat.outbound import ChatHub
+from connectors.livechat.services import LiveChat
 from deploy.settings import SettingsError
 from domain.apps import DomainApps
 from domain.asyncapp import AsyncRunner
@@ -34,19 +36,30 @@ from projections.registry import (
     QUEUE_BOARD,
     READMODELS,
     ROUTING,
+    TEMPLATES,
+    TICKETS,
     TIMELINE,
     ReadModelSpec,
 )
 from projections.routing import Router
+from projections.routing_state import RoutingState
 from projections.service import ProjectionService
+from projections.templates import TemplatesReadModel
+from projections.tickets import TicketsReadModel
 from projections.timeline import TimelineReadModel
 from telephony_bridge.bridge import TelephonyBridge
 from web.api.auth import SECURITY, api_key_guard
 from web.api.calls import calls_router
 from web.api.customers import customers_router
-from web.pages.auth import pages_router
+from web.api.v1 import TenantApi, tenant_routers
+from web.pages.auth import instance_secret, pages_router
 from web.pages.board import board_router
+from web.pages.chat import chat_router
+from web.pages.customers import customers_router as customer_pages
 from web.pages.inbox import inbox_router
+from web.pages.overview import overview_router
+from web.pages.phone import phone_router
+from web.pages.tickets import tickets_router as ticket_pages
 
 
 class DomainService:
@@ -175,8 +188,11 @@ class TelephonyService:
 
     name = "telephony"
 
-    def __init__(self, dialplan: DialplanReadModel, switch: str, data_dir: Path) -> None:
+    def __init__(
+        self, dialplan: DialplanReadModel, switch: str, data_dir: Path, domain: DomainService
+    ) -> None:
         self.dialplan, self.switch, self.data_dir = dialplan, switch, data_dir
+        self.domain = domain
         self.bridge: TelephonyBridge | None = None
         self.driver: Any = None
         self.panel: Any = None
@@ -197,7 +213,17 @@ class TelephonyService:
         if self.switch == "builtin":
             # The built-in switch's callers and phones are played through its panel.
             from telephony_bridge.switchctl import SwitchPanel
+            from web.pages.phone import forget_browsers
 
+            # No browser is registered at a switch that just started: their users' calls
+            # ring their first endpoint again (web.pages.phone). Before the panel lets
+            # browsers register, so that none of theirs is cleared.
+            domain = self.domain
+            routing = domain.readmodels.get(ROUTING.name)
+            if routing is None and ROUTING.path(self.data_dir).exists():
+                routing = ROUTING.open(self.data_dir)
+            if isinstance(routing, RoutingState):
+                await domain.runner(forget_browsers, routing, domain.apps.agents)
             self.panel = SwitchPanel(runtime.nc, self.driver)
             await self.panel.start()
 
@@ -281,40 +307,73 @@ def register_services(runtime: Any) -> None:
     for readmodel in domain.readmodels.values():
         runtime.add_service(ProjectionService(lambda: domain.apps, readmodel, feeds=feeds.feeds))
     if settings.runs("api"):
-        # The call log is read from its file: this process need not be the one keeping it.
-        call_log = _kept_or_opened(domain, CALL_LOG, CallLogReadModel, settings.data_dir)
-        access = domain.readmodels[ACCESS.name]
-        assert isinstance(access, AccessReadModel)
-        # Every API route behind one door: a key of the tenant in the path (web.api.auth).
-        api = HttpRouter(
-            path="/",
-            route_handlers=[
-                customers_router(domain),
-                calls_router(CallsApi(call_log, settings.data_dir)),
-            ],
-            guards=[api_key_guard(access)],
-            security=SECURITY,
-        )
-        runtime.add_route_handlers(api)
-        # The pages people sign in to (OP4) check users with the same access read model.
-        runtime.add_route_handlers(pages_router(access))
-        # The boards are read from their files, kept by this process or another.
-        board = _kept_or_opened(domain, AGENT_BOARD, AgentBoardReadModel, settings.data_dir)
-        waits = _kept_or_opened(domain, QUEUE_BOARD, QueueBoardReadModel, settings.data_dir)
-        runtime.add_route_handlers(board_router(access, board, waits, lambda: runtime.nc))
-        # The inbox lists from read models and shows a conversation from the domain.
-        inbox = _kept_or_opened(domain, INBOX, InboxReadModel, settings.data_dir)
-        timeline = _kept_or_opened(domain, TIMELINE, TimelineReadModel, settings.data_dir)
-        runtime.add_route_handlers(
-            inbox_router(
-                access, inbox, timeline, domain.customers_read, lambda: domain.apps, domain.runner
-            )
-        )
+        _serve_web(runtime, domain)
     if settings.runs("telephony"):
         dialplan = domain.readmodels[DIALPLAN.name]
         assert isinstance(dialplan, DialplanReadModel)
-        runtime.add_service(TelephonyService(dialplan, settings.switch, settings.data_dir))
+        runtime.add_service(TelephonyService(dialplan, settings.switch, settings.data_dir, domain))
     if runtime.settings.demo:
         from deploy.demo import DemoService  # only `up --demo` needs it
 
         runtime.add_service(DemoService(domain))
+
+
+def _serve_web(runtime: Any, domain: DomainService) -> None:
+    """The API and the pages. Each reads the read models this process keeps, or else their
+    files in its data directory, kept by another process (scaled out)."""
+    data_dir = runtime.settings.data_dir
+
+    def opened(spec: ReadModelSpec[SqliteReadModel], cls: type[M]) -> M:
+        return _kept_or_opened(domain, spec, cls, data_dir)
+
+    def apps() -> DomainApps:
+        return domain.apps
+
+    def nats() -> Any:
+        return runtime.nc
+
+    call_log = opened(CALL_LOG, CallLogReadModel)
+    inbox, tickets = opened(INBOX, InboxReadModel), opened(TICKETS, TicketsReadModel)
+    board, waits = (
+        opened(AGENT_BOARD, AgentBoardReadModel),
+        opened(QUEUE_BOARD, QueueBoardReadModel),
+    )
+    timeline, customers = opened(TIMELINE, TimelineReadModel), domain.customers_read
+    access = domain.readmodels[ACCESS.name]
+    assert isinstance(access, AccessReadModel)
+    runner = domain.runner
+    # Every API route behind one door: a key of the tenant in the path (web.api.auth).
+    tenant_api = TenantApi(
+        inbox=inbox, tickets=tickets, agent_board=board, queue_board=waits, apps=apps, runner=runner
+    )
+    api = HttpRouter(
+        path="/",
+        route_handlers=[
+            customers_router(domain),
+            calls_router(CallsApi(call_log, data_dir)),
+            *tenant_routers(tenant_api),
+        ],
+        guards=[api_key_guard(access)],
+        security=SECURITY,
+    )
+    # The live chat (CT8, CT9): the widget script, visitors' sockets, replies pushed.
+    chat = LiveChat(apps, runner, board, access, instance_secret(data_dir), ChatHub(nats), nats)
+    templates = opened(TEMPLATES, TemplatesReadModel)
+    for handlers in (
+        api,
+        # The pages people sign in to (OP4) check users with the same access read model.
+        pages_router(access),
+        chat_router(chat),
+        board_router(
+            access, board, waits, nats, calls=inbox, call_log=call_log, apps=apps, runner=runner
+        ),
+        overview_router(access, board, waits, tickets),
+        inbox_router(
+            access, inbox, timeline, customers, tickets, templates, board, waits, apps, runner, nats
+        ),
+        # The agent's phone: pop, controls, notes, click-to-call, softphone.
+        phone_router(access, customers, timeline, board, apps, runner, nats),
+        customer_pages(access, customers, timeline, tickets, inbox, apps, runner),
+        ticket_pages(access, tickets, customers, inbox, board, apps, runner),
+    ):
+        runtime.add_route_handlers(handlers)
