@@ -589,3 +589,13 @@ def test_the_visitors_thread_loads_only_its_newest_conversation(
     closed = chat.thread(SHOP, visitor, thread.generation)
     assert closed.conversation is None and closed.lines == []
     assert closed.watch == {str(thread_conversation_id(SHOP, Channel.CHAT, visitor, 3))}
+
+
+def test_the_name_a_visitor_gives_with_their_first_message_is_the_customers(shop: Shop) -> None:
+    with connect(f"{shop.ws}/chat/{SHOP}/ws") as ws:
+        token = hello(ws)["token"]  # anonymous so far
+        ws.send(json.dumps({"type": "say", "id": uuid4().hex, "text": "Xin chào", "name": "Cô Tư"}))
+        assert frame(ws)["type"] == "accepted"
+    conversation = shop.conversation(SHOP, token)
+    customer = shop.site.apps.customers.get(SHOP, UUID(conversation["customer_id"]))
+    assert customer["name"] == "Cô Tư"

@@ -155,7 +155,7 @@ def fact_of(
     if isinstance(frame, Leave):
         text, name = _left_message(frame), frame.name.strip()
     else:
-        text, name = frame.text.strip(), visitor_name
+        text, name = frame.text.strip(), frame.name.strip() or visitor_name
     if not text:
         raise InvalidMessage("empty", "the message is empty")
     return ChatMessageReceived(

@@ -51,6 +51,8 @@ class Hello(_Frame, frozen=True, kw_only=True, tag="hello"):
 class Say(_Frame, frozen=True, kw_only=True, tag="say"):
     id: ClientId
     text: Text
+    # The name the visitor gives before their first message (optional): the customer's.
+    name: Name = ""
 
 
 class Leave(_Frame, frozen=True, kw_only=True, tag="leave"):

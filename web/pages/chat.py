@@ -280,7 +280,7 @@ class _ChatSocket:
         except InvalidMessage as error:
             await self.send(Error(code=error.code, message=str(error), id=frame.id))
             return
-        if isinstance(frame, Leave) and frame.name.strip():
+        if frame.name.strip():
             self.name = frame.name.strip()
         try:
             await self.chat.publish(fact)

@@ -73,6 +73,8 @@
     ".error { color: #c62828; padding: 4px 10px; }",
     "form { display: flex; gap: 6px; padding: 8px; border-top: 1px solid #dde; background: #fff; }",
     "form.leave { flex-direction: column; }",
+    "form.say { flex-wrap: wrap; }",
+    "form.say input[name=name] { flex-basis: 100%; }",
     "input, textarea { flex: 1; border: 1px solid #bbc; border-radius: 6px; padding: 7px; color: #222; background: #fff; }",
     "textarea { resize: vertical; min-height: 60px; }",
     "form button { border: 0; border-radius: 6px; padding: 7px 12px; background: #1565c0; color: #fff; cursor: pointer; }",
@@ -98,6 +100,10 @@
   var errors = el("div", { "class": "error", hidden: "" });
   var say = el("form", { "class": "say", hidden: "" });
   var input = el("textarea", { rows: "1", maxlength: String(config.maxText), placeholder: T["chat.widget.placeholder"] });
+  // Until the visitor has said who they are, an optional name goes with their message.
+  var nameInput = el("input", { name: "name", type: "text", maxlength: "100", placeholder: T["chat.widget.name"], "aria-label": T["chat.widget.name"] });
+  nameInput.hidden = !!store("name");
+  say.appendChild(nameInput);
   say.appendChild(input);
   say.appendChild(el("button", { type: "submit" }, T["chat.widget.send"]));
   var leave = el("form", { "class": "leave", hidden: "" });
@@ -245,11 +251,15 @@
     var text = input.value.trim();
     if (!text) { return; }
     var message = { id: newId(), text: text };
+    var name = nameInput.value.trim();
     savePending(pendingList().concat([message]));
     input.value = "";
     showError("");
     draw({ id: message.id, by: "visitor", text: text }, true);
-    send({ type: "say", id: message.id, text: text });
+    var frame = { type: "say", id: message.id, text: text };
+    if (name) { frame.name = name; store("name", name); }
+    send(frame);
+    nameInput.hidden = !!store("name");
     showForms();
   });
   input.addEventListener("keydown", function (event) {
