@@ -79,6 +79,9 @@ def floor(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[F
                 apps.queues.set_waiting_rules(
                     TENANT, queue, ring_timeout_seconds=60, max_wait_seconds=900
                 )
+            # Chats are answered within 5 minutes and solved within 4 hours.
+            sla = apps.sla.create(TENANT, "Chat: 5 phút / 4 giờ", 300, 4 * 3600)
+            apps.queues.set_sla_policy(TENANT, queues["chat"], sla)
             apps.tenants.route_hotline(TENANT, HOTLINE, "queue", queues["sales"])
             apps.tenants.route_hotline(TENANT, SUPPORT_LINE, "queue", queues["support"])
             people = {}
@@ -162,6 +165,7 @@ def test_1_a_visitors_chat_arrives_live_is_answered_with_a_template_and_becomes_
         visitor.locator("#cloudcc-chat .button").click()
         say = visitor.locator("#cloudcc-chat .say textarea")
         say.wait_for(state="visible")
+        visitor.locator("#cloudcc-chat .say input[name=name]").fill("Chị Mai")
         say.fill("Shop ơi, áo này còn size M không?")
         say.press("Enter")
         visitor.locator("#cloudcc-chat .line.visitor:not(.sending)").wait_for()
@@ -169,7 +173,7 @@ def test_1_a_visitors_chat_arrives_live_is_answered_with_a_template_and_becomes_
         # The router offers the chat to Lan: it shows on her open page, not reloaded.
         offer = agent.locator("#offer")
         offer.wait_for(timeout=20_000)
-        assert "áo này còn size M" in offer.inner_text()
+        assert "áo này còn size M" in offer.inner_text() and "Chị Mai" in offer.inner_text()
         screenshot(agent, "inbox-offer")
         offer.locator("button[type=submit]", has_text="Nhận").click()
         agent.wait_for_url(f"{floor.url}/t/{TENANT}/inbox/*")
@@ -195,6 +199,10 @@ def test_1_a_visitors_chat_arrives_live_is_answered_with_a_template_and_becomes_
         link.click()
         agent.wait_for_url(f"{floor.url}/t/{TENANT}/tickets/*")
         assert "Hỏi size áo" in agent.inner_text("main")
+        # The chat queue's SLA came with it: the resolution's due time counts down.
+        countdown = agent.locator(".countdown[data-due]").last
+        countdown.wait_for()
+        assert countdown.inner_text().strip(), "the countdown does not tick"
         screenshot(agent, "ticket")
         ticket_id = UUID(agent.url.rsplit("/", 1)[1])
         ticket = floor.apps.tickets.get(TENANT, ticket_id)

@@ -46,6 +46,7 @@ to it (CT17) — and the agent's own status (available, a break with a reason, w
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncGenerator, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -777,15 +778,23 @@ def inbox_router(
 
         def raise_it(principal: Principal, cid: UUID) -> None:
             tenant = principal.tenant_id
-            customer = apps().conversations.get(tenant, cid)["customer_id"]
+            conversation = apps().conversations.get(tenant, cid)
+            # The ticket keeps the service commitment of the queue the conversation came
+            # through (its SLA policy), so its due times count from now.
+            policy = None
+            if conversation["queue_id"]:
+                with contextlib.suppress(NotFound):
+                    queue = apps().queues.get(tenant, UUID(conversation["queue_id"]))
+                    policy = queue["sla_policy_id"]
             apps().tickets.raise_ticket(
                 tenant,
                 title,
                 kind=data.kind,
                 description=description,
                 priority=data.priority,
-                customer_id=UUID(customer),
+                customer_id=UUID(conversation["customer_id"]),
                 conversation_ids=[cid],
+                sla_policy_id=UUID(policy) if policy else None,
             )
 
         return await command(request, tenant_id, conversation_id, raise_it, **redraw)
