@@ -59,6 +59,7 @@ from web.pages.auth import (
     principal_of,
     signed_in_guard,
 )
+from web.pages.owned import is_uuid
 
 BOARD_ROLES = frozenset({"supervisor", "tenant_admin"})
 # Who may act on a live call from the board (listen, whisper, barge, take over, hang up).
@@ -167,7 +168,7 @@ def board_router(
             raise SupervisingForbidden
         if action not in ACTIONS:
             raise CallRefused(HTTP_404_NOT_FOUND, "supervise.no_action")
-        call = call_log.get(me.tenant_id, call_id) if _is_uuid(call_id) else None
+        call = call_log.get(me.tenant_id, call_id) if is_uuid(call_id) else None
         if call is None:
             raise CallRefused(HTTP_404_NOT_FOUND, "supervise.no_call")
         if call["outcome"] != "in_progress":
@@ -280,14 +281,6 @@ def _listening(call: dict[str, Any], user_id: str) -> bool:
         and not leg["ended_at"]
         for leg in call["legs"]
     )
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        UUID(value)
-    except ValueError:
-        return False
-    return True
 
 
 async def _stream(nc: NatsClient, subject: str) -> AsyncGenerator[str, None]:

@@ -63,6 +63,7 @@ from web.pages.auth import (
     principal_of,
     signed_in_guard,
 )
+from web.pages.owned import is_uuid, owned
 
 # Who works with customers and tickets.
 DESK_ROLES = frozenset({"agent", "supervisor", "tenant_admin"})
@@ -159,15 +160,7 @@ def customers_router(
 
     async def load(principal: Principal, customer_id: str) -> dict[str, Any] | None:
         """The customer from the domain; None if the tenant has no such one."""
-        if not is_uuid(customer_id):
-            return None
-        try:
-            found: dict[str, Any] = await runner(
-                apps().customers.get, principal.tenant_id, UUID(customer_id)
-            )
-        except NotFound:
-            return None
-        return found
+        return await owned(runner, apps().customers.get, principal.tenant_id, customer_id)
 
     async def profile_page(
         request: Request[Any, Any, Any],
@@ -385,14 +378,6 @@ def _tags(text: str) -> list[str]:
     if any(len(tag) > MAX_TAG for tag in tags):
         raise Refused("customers.tag_too_long", limit=MAX_TAG)
     return tags
-
-
-def is_uuid(value: str) -> bool:
-    try:
-        UUID(value)
-    except ValueError:
-        return False
-    return True
 
 
 def customer_url(tenant_id: str, customer_id: str) -> str:

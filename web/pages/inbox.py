@@ -93,6 +93,7 @@ from web.pages.auth import (
     principal_of,
     signed_in_guard,
 )
+from web.pages.owned import is_uuid, owned
 
 INBOX_ROLES = frozenset({"agent", "supervisor"})
 # Who may open any conversation of the tenant and look at another agent's inbox.
@@ -200,7 +201,7 @@ def inbox_router(
         """The conversation the user rings for, as its card shows it; None if none (a call
         rings on the phone panel)."""
         work = mine.get("conversation_id") if mine else None
-        if mine is None or mine["presence"] != "ringing" or not work or not _is_uuid(work):
+        if mine is None or mine["presence"] != "ringing" or not work or not is_uuid(work):
             return None
         tenant = principal.tenant_id
         try:
@@ -256,7 +257,7 @@ def inbox_router(
             return given, "inbox.bad_sla", {"value": sla}
         if agent != principal.user_id and principal.role not in OVERSEERS:
             raise NotAssignedToYou
-        if agent is None or not _is_uuid(agent):
+        if agent is None or not is_uuid(agent):
             return given, "inbox.bad_agent", {"value": agent}
         return given, None, {}
 
@@ -400,15 +401,7 @@ def inbox_router(
 
     async def find(principal: Principal, conversation_id: str) -> dict[str, Any] | None:
         """The tenant's conversation, whoever holds it; None if the tenant has no such one."""
-        if not _is_uuid(conversation_id):
-            return None
-        try:
-            found: dict[str, Any] = await runner(
-                apps().conversations.get, principal.tenant_id, UUID(conversation_id)
-            )
-        except NotFound:
-            return None
-        return found
+        return await owned(runner, apps().conversations.get, principal.tenant_id, conversation_id)
 
     async def load(principal: Principal, conversation_id: str) -> dict[str, Any] | None:
         """The conversation if the user may open it; None if the tenant has no such one."""
@@ -521,8 +514,8 @@ def inbox_router(
         if refused is not None:
             return refused
         # A key the form did not bring (or a forged one) is a new message, not an error.
-        key = data.key if _is_uuid(data.key) else str(uuid4())
-        posted = str(UUID(data.template_id)) if _is_uuid(data.template_id) else None
+        key = data.key if is_uuid(data.key) else str(uuid4())
+        posted = str(UUID(data.template_id)) if is_uuid(data.template_id) else None
 
         def send(principal: Principal, cid: UUID) -> None:
             # Only one of the tenant's templates offered on the conversation's channel is
@@ -713,7 +706,7 @@ def inbox_router(
         principal = allowed(request)
         tenant = principal.tenant_id
         kind, _, target = data.to.partition(":")
-        if kind not in ("agent", "queue") or not _is_uuid(target):
+        if kind not in ("agent", "queue") or not is_uuid(target):
             values = {"value": data.to}
             return await refuse(request, tenant_id, conversation_id, "inbox.bad_handover", values)
         to = UUID(target)
@@ -811,7 +804,7 @@ def inbox_router(
         conversation = await load(principal, conversation_id)
         if conversation is None:
             return await list_page(request, principal, HTTP_404_NOT_FOUND, "inbox.not_found")
-        if not _is_uuid(data.ticket):
+        if not is_uuid(data.ticket):
             values = {"value": data.ticket}
             return await refuse(request, tenant_id, conversation_id, "inbox.bad_ticket", values)
         ticket_id = UUID(data.ticket)
@@ -932,14 +925,6 @@ def _template_context(
 def _customer_name(customers: CustomersReadModel, tenant: str, customer_id: str) -> str:
     found = customers.get(tenant, customer_id)
     return str(found["name"]) if found else ""
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        UUID(value)
-    except ValueError:
-        return False
-    return True
 
 
 def _conversation_url(tenant_id: str, conversation_id: str) -> str:

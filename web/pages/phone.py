@@ -99,6 +99,7 @@ from web.pages.auth import (
     signed_in_guard,
 )
 from web.pages.i18n import translate
+from web.pages.owned import is_uuid
 
 log = logging.getLogger(__name__)
 
@@ -396,7 +397,7 @@ def phone_router(
         if len(body) > MAX_CALL_NOTE:
             raise refusal(HTTP_400_BAD_REQUEST, "phone.note_too_long", limit=MAX_CALL_NOTE)
         # A key the form did not bring is a new note; the same key twice is one note.
-        key = form.key if _is_uuid(form.key) else str(uuid4())
+        key = form.key if is_uuid(form.key) else str(uuid4())
         try:
             await runner(
                 apps().calls.add_note,
@@ -419,7 +420,7 @@ def phone_router(
         customer_id: UUID | None = None
         number = form.number.strip()
         if form.customer_id:
-            found = customers.get(tenant, form.customer_id) if _is_uuid(form.customer_id) else None
+            found = customers.get(tenant, form.customer_id) if is_uuid(form.customer_id) else None
             if found is None:
                 raise refusal(HTTP_404_NOT_FOUND, "phone.no_customer")
             customer_id = UUID(found["id"])
@@ -839,11 +840,3 @@ def _back(tenant: str, back: str) -> str | None:
     """`back` if it is a page of this tenant, never elsewhere."""
     own = home_url(tenant)
     return back if back.startswith(own) and "//" not in back else None
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        UUID(value)
-    except ValueError:
-        return False
-    return True

@@ -67,7 +67,8 @@ from web.pages.auth import (
     principal_of,
     signed_in_guard,
 )
-from web.pages.customers import RoleForbidden, desk_principal, forbidden, is_uuid
+from web.pages.customers import RoleForbidden, desk_principal, forbidden
+from web.pages.owned import is_uuid, owned
 
 STATUSES = tuple(s.value for s in TicketStatus)
 PRIORITIES = tuple(p.value for p in Priority)
@@ -208,15 +209,7 @@ def tickets_router(
 
     async def load(principal: Principal, ticket_id: str) -> dict[str, Any] | None:
         """The ticket from the domain; None if the tenant has no such one."""
-        if not is_uuid(ticket_id):
-            return None
-        try:
-            found: dict[str, Any] = await runner(
-                apps().tickets.get, principal.tenant_id, UUID(ticket_id)
-            )
-        except NotFound:
-            return None
-        return found
+        return await owned(runner, apps().tickets.get, principal.tenant_id, ticket_id)
 
     async def ticket_page(
         request: Request[Any, Any, Any],
