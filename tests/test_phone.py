@@ -1,7 +1,8 @@
 """The agent's phone (CC4-CC7) on a real `cloudcc up` with the built-in switch: a caller
 dials (switch panel) → the agent's event stream pops the call with its information
 (caller, hotline, queue, IVR choices, the customer and their history) → hold, resume,
-mute, record, a note and a transfer through the pages' routes show up on the call →
+mute, record, a note and a transfer through the pages' routes show up on the call → an
+attended transfer (consult, then complete, cancel or a three-way call) →
 click-to-call rings the customer → the browser softphone rings, answers and hangs up on
 the switch; while it is registered, the calls of an agent with a desk phone too ring in
 the browser, and on the desk phone again once the last browser left, or a stream left unheard or mid-registration, or the process
@@ -750,6 +751,227 @@ def test_a_call_is_not_transferred_to_a_deactivated_agent_nor_to_a_user_taking_n
         assert wait_for(lambda: call_view(apps, call_id), lambda c: bool(c and c["ended_at"]))
     finally:
         pops.close()
+
+
+def hears(nats_url: str, listener: str, speaker: str) -> bool:
+    """Whether the switch carries `speaker`'s voice to `listener` now."""
+    answer = asyncio.run(panel(nats_url, "hears", {"listener": listener, "speaker": speaker}))
+    return bool(answer["hears"])
+
+
+def test_an_attended_transfer_is_completed_cancelled_or_made_a_three_way_call(
+    center: Center, agent_of: Any, nats_url: str
+) -> None:
+    """An consults Bình (whose desk phone picks up by itself) from the panel: once the
+    transfer is completed Bình has the caller; once it is cancelled An has them back;
+    with three-way all three talk, and An may leave the other two."""
+    apps = center.site.apps
+    an, binh, stranger = (
+        agent_of("an@hue.vn"),
+        agent_of("binh@hue.vn"),
+        agent_of("la@vinh.vn", OTHER),
+    )
+    pops = PopStream(an.http, f"/t/{TENANT}/phone/events")
+    binh_pops = PopStream(binh.http, f"/t/{TENANT}/phone/events")
+    asyncio.run(panel(nats_url, "party", {"address": "3001", "party": {"answer_after": 0.2}}))
+    asyncio.run(panel(nats_url, "party", {"address": "3002", "party": {"answer_after": 0.3}}))
+
+    def view(call_id: str, predicate: Any) -> dict[str, Any]:
+        found = wait_for(lambda: call_view(apps, call_id), lambda c: bool(c and predicate(c)))
+        assert found is not None and predicate(found), found
+        return found
+
+    def leg_of(call: dict[str, Any], user: UUID) -> dict[str, Any]:
+        [leg] = [g for g in call["legs"] if g["user_id"] == str(user)]
+        return leg
+
+    def answered_call(number: str) -> tuple[str, str, str]:
+        """A caller through An's queue, An on the line: the call's id, the caller's leg
+        (the call's reference) and An's leg."""
+        wait_for(lambda: apps.agents.get(TENANT, center.an)["presence"], lambda p: p == "available")
+        request = {"caller_number": number, "hotline": HOTLINE, "party": {"digits": "1"}}
+        asyncio.run(panel(nats_url, "call", request))
+        call_id = pops.next(lambda e: e["kind"] == "ringing")["call_id"]
+        assert pops.next(lambda e: e["kind"] == "answered")["call_id"] == call_id
+        call = view(
+            call_id, lambda c: bool(c["answered_at"] and leg_of(c, center.an)["answered_at"])
+        )
+        return call_id, call["call_ref"], leg_of(call, center.an)["leg_id"]
+
+    def consult_binh(call_id: str) -> str:
+        """An consults Bình; Bình's phone rings, pops and picks up: his leg."""
+        sent = an.post(f"/calls/{call_id}/consult", agent_id=str(center.binh))
+        assert sent.status_code == 202, sent.text
+        assert pops.next(lambda e: e["kind"] == "consulting")["call_id"] == call_id
+        ring = binh_pops.next(lambda e: e["kind"] == "ringing")
+        assert ring["call_id"] == call_id and ring["info"]["caller"]
+        assert pops.next(lambda e: e["kind"] == "consult_answered")["call_id"] == call_id
+        call = view(call_id, lambda c: c["consulting"] and c["held"])
+        binh_leg = leg_of(call, center.binh)
+        assert binh_leg["answered_at"] and call["consulting"][1] == binh_leg["leg_id"]
+        return str(binh_leg["leg_id"])
+
+    try:
+        # 1. Consult, then complete: Bình has the caller, An has left.
+        call_id, caller, an_leg = answered_call("0987000501")
+        # Nothing to complete, cancel or join before a consult.
+        for act in ("complete-transfer", "cancel-transfer", "three-way"):
+            early = an.post(f"/calls/{call_id}/{act}")
+            assert early.status_code == 409 and early.json()["error"] == "phone.not_consulting"
+        # Not to someone of another tenant, nor to nobody, nor from a call one is not on.
+        for target, error in (
+            (center.stranger, "phone.no_agent"),
+            (uuid.uuid4(), "phone.no_agent"),
+        ):
+            refused = an.post(f"/calls/{call_id}/consult", agent_id=str(target))
+            assert refused.status_code == 404 and refused.json()["error"] == error
+        assert an.post(f"/calls/{call_id}/consult").json()["error"] == "phone.no_target"
+        not_on = binh.post(f"/calls/{call_id}/consult", agent_id=str(center.an))
+        assert not_on.status_code == 403 and not_on.json()["error"] == "phone.not_your_call"
+        assert (
+            stranger.post(f"/calls/{call_id}/consult", agent_id=str(center.binh)).status_code == 403
+        )
+        part = an.http.get(f"/t/{TENANT}/phone/calls/{call_id}?fragment=1&lang=en").text
+        assert f'formaction="/t/{TENANT}/phone/calls/{call_id}/consult"' in part
+
+        binh_leg = consult_binh(call_id)
+        # An talks with Bình, the held caller hears neither.
+        assert hears(nats_url, an_leg, binh_leg) and hears(nats_url, binh_leg, an_leg)
+        assert not hears(nats_url, caller, an_leg) and not hears(nats_url, caller, binh_leg)
+        part = an.http.get(f"/t/{TENANT}/phone/calls/{call_id}?fragment=1&lang=en").text
+        assert "Talking with Bình Võ" in part and "on the line" in part
+        for act in ("complete-transfer", "cancel-transfer", "three-way"):
+            assert f'action="/t/{TENANT}/phone/calls/{call_id}/{act}"' in part
+        assert f"/calls/{call_id}/transfer" not in part
+        binh_part = binh.http.get(f"/t/{TENANT}/phone/calls/{call_id}?fragment=1&lang=en").text
+        assert "An Phạm is consulting you" in binh_part and "complete-transfer" not in binh_part
+        # One consult at a time, no blind transfer meanwhile; only An completes it.
+        for act in ("consult", "transfer"):
+            busy = an.post(f"/calls/{call_id}/{act}", number="0987000999")
+            assert busy.status_code == 409 and busy.json()["error"] == "phone.consulting_now"
+        notyours = binh.post(f"/calls/{call_id}/complete-transfer")
+        assert notyours.status_code == 409 and notyours.json()["error"] == "phone.not_consulting"
+
+        assert an.post(f"/calls/{call_id}/complete-transfer").status_code == 202
+        assert pops.next(lambda e: e["kind"] == "transferred")["call_id"] == call_id
+        assert pops.next(lambda e: e["kind"] == "ended")["call_id"] == call_id
+        assert binh_pops.next(lambda e: e["kind"] == "transfer_completed")["call_id"] == call_id
+        done = view(call_id, lambda c: bool(c["transfers"]) and not c["held"])
+        assert [t["kind"] for t in done["transfers"]] == ["attended"]
+        assert leg_of(done, center.an)["ended_at"] and not leg_of(done, center.binh)["ended_at"]
+        assert not done["ended_at"] and done["consulting"] is None
+        assert hears(nats_url, caller, binh_leg) and hears(nats_url, binh_leg, caller)
+        gone = an.post(f"/calls/{call_id}/cancel-transfer")
+        assert gone.status_code == 409 and gone.json()["error"] == "phone.left_call"
+        assert binh.post(f"/calls/{call_id}/hangup").status_code == 202
+        assert binh_pops.next(lambda e: e["kind"] == "ended")["call_id"] == call_id
+        view(call_id, lambda c: bool(c["ended_at"]))
+
+        # 2. Consult, then back to the customer: the consult leg is dropped.
+        call_id, caller, an_leg = answered_call("0987000502")
+        binh_leg = consult_binh(call_id)
+        # Without a script the controls are forms: a refusal is a page saying why.
+        no_three = binh.http.post(
+            f"/t/{TENANT}/phone/calls/{call_id}/three-way?lang=en",
+            data={"_csrf_token": binh.token},
+        )
+        assert no_three.status_code == 409 and "not consulting anyone" in no_three.text
+        back = an.http.post(
+            f"/t/{TENANT}/phone/calls/{call_id}/cancel-transfer", data={"_csrf_token": an.token}
+        )
+        assert back.status_code == 303, back.text
+        assert pops.next(lambda e: e["kind"] == "consult_cancelled")["call_id"] == call_id
+        assert binh_pops.next(lambda e: e["kind"] == "ended")["call_id"] == call_id
+        kept = view(call_id, lambda c: c["consulting"] is None and not c["held"])
+        assert leg_of(kept, center.binh)["ended_at"] and not leg_of(kept, center.an)["ended_at"]
+        assert not kept["transfers"] and not kept["ended_at"]
+        assert hears(nats_url, caller, an_leg) and hears(nats_url, an_leg, caller)
+        part = an.http.get(f"/t/{TENANT}/phone/calls/{call_id}?fragment=1&lang=en").text
+        assert "Talking with" not in part and f"/calls/{call_id}/hold" in part
+        assert an.post(f"/calls/{call_id}/hangup").status_code == 202
+        view(call_id, lambda c: bool(c["ended_at"]))
+
+        # 3. Consult, then three-way: all three hear one another; An leaves the other two.
+        call_id, caller, an_leg = answered_call("0987000503")
+        binh_leg = consult_binh(call_id)
+        not_yet = an.post(f"/calls/{call_id}/leave")
+        assert not_yet.status_code == 409 and not_yet.json()["error"] == "phone.not_three_way"
+        assert an.post(f"/calls/{call_id}/three-way").status_code == 202
+        assert pops.next(lambda e: e["kind"] == "conference")["call_id"] == call_id
+        assert binh_pops.next(lambda e: e["kind"] == "conference")["call_id"] == call_id
+        joined = view(call_id, lambda c: c["conference_leg_ids"] == [binh_leg] and not c["held"])
+        everyone = [caller, an_leg, binh_leg]
+        for listener in everyone:
+            for speaker in everyone:
+                if listener != speaker:
+                    assert hears(nats_url, listener, speaker), (listener, speaker)
+        assert joined["consulting"] is None
+        part = an.http.get(f"/t/{TENANT}/phone/calls/{call_id}?fragment=1&lang=en").text
+        assert "Three-way call" in part and f"/calls/{call_id}/leave" in part
+        over = an.post(f"/calls/{call_id}/complete-transfer")
+        assert over.status_code == 409 and over.json()["error"] == "phone.not_consulting"
+        assert an.post(f"/calls/{call_id}/leave").status_code == 202
+        assert pops.next(lambda e: e["kind"] == "ended")["call_id"] == call_id
+        left = view(call_id, lambda c: bool(leg_of(c, center.an)["ended_at"]))
+        assert not left["ended_at"] and not leg_of(left, center.binh)["ended_at"]
+        assert hears(nats_url, caller, binh_leg) and hears(nats_url, binh_leg, caller)
+        assert binh.post(f"/calls/{call_id}/hangup").status_code == 202
+        view(call_id, lambda c: bool(c["ended_at"]))
+    finally:
+        pops.close()
+        binh_pops.close()
+
+
+def test_in_a_real_browser_the_panel_consults_then_makes_a_three_way_call(
+    center: Center, nats_url: str
+) -> None:
+    from browser import chromium, screenshot
+
+    apps, url = center.site.apps, center.site.url
+    aside = ThreadPoolExecutor(1)  # Playwright's event loop runs on this thread
+    aside.submit(
+        asyncio.run, panel(nats_url, "party", {"address": "3001", "party": {"answer_after": 0.2}})
+    ).result()
+    aside.submit(
+        asyncio.run, panel(nats_url, "party", {"address": "3002", "party": {"answer_after": 0.2}})
+    ).result()
+    assert wait_for(
+        lambda: apps.agents.get(TENANT, center.an)["presence"], lambda p: p == "available"
+    )
+    with aside, chromium() as browser:
+        page = browser.new_context(locale="en-GB").new_page()  # type: ignore[attr-defined]
+        page.goto(f"{url}/signin?lang=en")
+        page.fill("input[name=organisation]", TENANT)
+        page.fill("input[name=login]", "an@hue.vn")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{url}/t/{TENANT}/")
+        request = {"caller_number": "0987000504", "hotline": HOTLINE, "party": {"digits": "1"}}
+        placed = aside.submit(asyncio.run, panel(nats_url, "call", request)).result()
+        call_id = str(Call.create_id(TENANT, placed["channel_id"]))
+        page.wait_for_selector("#phone-state:has-text('On the call')")
+        page.wait_for_selector("#phone-call select[name=agent_id]")
+        page.select_option("#phone-call select[name=agent_id]", str(center.binh))
+        page.click("#phone-call button[data-phone-action=consult]")
+        page.wait_for_selector("#phone-state:has-text('Consulting')")
+        page.wait_for_selector("#phone-call form[data-phone-action=three-way] button")
+        assert "Talking with Bình Võ" in page.inner_text("#phone-call")
+        screenshot(page, "phone-consult")
+        consulting = call_view(apps, call_id)
+        assert consulting is not None and consulting["consulting"] and not consulting["transfers"]
+        page.click("#phone-call form[data-phone-action=three-way] button")
+        page.wait_for_selector("#phone-state:has-text('Three-way call')")
+        page.wait_for_selector("#phone-call form[data-phone-action=leave] button")
+        joined = call_view(apps, call_id)
+        assert joined is not None and joined["conference_leg_ids"]
+        page.click("#phone-call form[data-phone-action=leave] button")
+        page.wait_for_selector("#phone-state:has-text('Ended')")
+        left = call_view(apps, call_id)
+        assert left is not None and not left["ended_at"]
+        aside.submit(
+            asyncio.run, panel(nats_url, "hangup", {"channel_id": placed["channel_id"]})
+        ).result()
+        assert wait_for(lambda: call_view(apps, call_id), lambda c: bool(c and c["ended_at"]))
 
 
 def test_an_agents_click_to_call_refuses_a_number_that_is_not_the_customers(

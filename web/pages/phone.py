@@ -17,6 +17,18 @@ and the browser softphone.
   active agent or supervisor of the tenant, anyone else being not found, or an outside
   number) publish the telephony command (telephony_bridge.commands) for the bridge;
   note saves a note on the call (domain).
+  Attended transfer: consult (a target as for transfer) publishes ConsultTransfer: the
+  customer is held while the user talks with the consulted agent or number (whose pop
+  rings as for a transfer). Then, for the user consulting only: complete-transfer
+  (CompleteTransfer: the consulted party takes the customer, the user leaves),
+  cancel-transfer (CancelTransfer: back to the customer, the consult leg dropped) or
+  three-way (ThreeWay: the three talk together). Complete and three-way wait for the
+  consulted party to answer; a blind transfer, a resume or a second consult wait for the
+  consult to be over. In a three-way call, leave hangs up the user's leg alone (on the
+  built-in switch; with FreeSWITCH, their own phone does), where hangup ends the call
+  for everyone. The stream tells the consulting user `consulting`, `consult_answered`,
+  `consult_cancelled` (also when the consulted party hangs up), `transferred`, and both
+  of them `conference`; the consulted user `transfer_completed` once the call is theirs.
   A call the user is not on is 403, an ended one or a wrong state 409, bad input 400.
 - `POST /t/<tenant>/phone/dial` with `number` and/or `customer_id`: click-to-call (AX2):
   the user's phone rings first, then the customer (`Originate`); with both, the number
@@ -244,18 +256,22 @@ def phone_router(
         mine = _legs_of(call, principal.user_id)
         live = [leg for leg in mine if not leg["ended_at"]]
         leg = live[-1] if live else mine[-1]
+        board = agents.board(tenant)
         colleagues = [
             a
-            for a in agents.board(tenant)
+            for a in board
             if a["id"] != principal.user_id and a.get("role") in ("agent", "supervisor")
         ]
+        names = {a["id"]: a["name"] for a in board}
+        on_call = bool(live) and not call["ended_at"]
         return {
             "tenant": tenant,
             "call": call,
             "info": info,
             "leg": leg,
             "off_hook": _off_hook(call, leg),
-            "on_call": bool(live) and not call["ended_at"],
+            "on_call": on_call,
+            **_consult_state(call, leg, names, on_call=on_call),
             "customer": known[0] if known else None,
             "others": known[1:],
             "history": history,
@@ -319,8 +335,35 @@ def phone_router(
                 raise refusal(HTTP_409_CONFLICT, "phone.answer_on_your_phone")
             await ask_switch("dtmf", {"channel_id": leg["leg_id"], "digit": form.digit})
             return await respond(request, {"done": action, "digit": form.digit}, back)
+        if action == "leave":
+            # Out of a three-way call, the other two talking on: the user's leg alone is
+            # hung up, as their own phone would (the built-in switch's panel).
+            if not _consult_state(call, leg, {}, on_call=True)["three_way"]:
+                raise refusal(HTTP_409_CONFLICT, "phone.not_three_way")
+            try:
+                await ask_switch(
+                    "hangup", {"channel_id": leg["leg_id"], "cause": "NORMAL_CLEARING"}
+                )
+            except _Unavailable as unavailable:
+                refused = refusal(HTTP_503_SERVICE_UNAVAILABLE, "phone.leave_on_your_phone")
+                refused.maybe_delivered = unavailable.maybe_delivered
+                raise refused from None
+            return await respond(request, {"done": action, "leg_id": leg["leg_id"]}, back)
+        consulting = call["consulting"]
+        if consulting and action in ("resume", "transfer", "consult"):
+            # The customer waits on hold for the consult to be completed or cancelled.
+            raise refusal(HTTP_409_CONFLICT, "phone.consulting_now")
         command: commands.Command
-        if action == "hold":
+        if action in ("complete-transfer", "cancel-transfer", "three-way"):
+            if not consulting or consulting[0] != leg["leg_id"]:
+                raise refusal(HTTP_409_CONFLICT, "phone.not_consulting")
+            consult_leg = _leg_by_id(call, consulting[1])
+            answered_consult = consult_leg is not None and bool(consult_leg["answered_at"])
+            if action != "cancel-transfer" and not answered_consult:
+                raise refusal(HTTP_409_CONFLICT, "phone.consult_not_answered")
+            verb = _CONSULT_COMMANDS[action]
+            command = verb(**head)
+        elif action == "hold":
             if call["held"]:
                 raise refusal(HTTP_409_CONFLICT, "phone.already_held")
             command = commands.HoldCall(**head)
@@ -342,6 +385,9 @@ def phone_router(
             command = commands.StopRecording(**head)
         elif action == "hangup":
             command = commands.HangUpCall(**head)
+        elif action == "consult":
+            target = await transfer_target(principal, form)
+            command = commands.ConsultTransfer(**head, from_leg_id=leg["leg_id"], to=target)
         else:  # transfer
             target = await transfer_target(principal, form)
             command = commands.TransferCall(**head, from_leg_id=leg["leg_id"], to=target)
@@ -507,12 +553,13 @@ def phone_router(
                             await prefer_browser(principal, prefer=True)
                 yield json.dumps({"kind": "softphone", "state": state, "address": softphone})
             mine: dict[str, str] = {}  # call ref -> this user's leg on it
+            consults: dict[str, str] = {}  # call ref -> the leg this user consults
             async for msg in sub.messages:
                 try:
                     fact = _call_facts.decode(msg.data)
                 except msgspec.DecodeError:
                     continue
-                event = _pop_event(fact, user, mine)
+                event = _pop_event(fact, user, mine, consults)
                 if event is None:
                     continue
                 event["call_id"] = str(Call.create_id(tenant, fact.call_ref))
@@ -643,13 +690,33 @@ _ACTIONS = frozenset(
         "stop-recording",
         "hangup",
         "transfer",
+        "consult",
+        "complete-transfer",
+        "cancel-transfer",
+        "three-way",
+        "leave",
     }
 )
 
 
-def _pop_event(fact: Any, user: str, mine: dict[str, str]) -> dict[str, Any] | None:
+_CONSULT_COMMANDS: dict[
+    str, type[commands.CompleteTransfer | commands.CancelTransfer | commands.ThreeWay]
+] = {
+    "complete-transfer": commands.CompleteTransfer,
+    "cancel-transfer": commands.CancelTransfer,
+    "three-way": commands.ThreeWay,
+}
+
+
+def _pop_event(
+    fact: Any, user: str, mine: dict[str, str], consults: dict[str, str] | None = None
+) -> dict[str, Any] | None:
     """What `fact` means for the user's phone panel, or None if it is not about them.
-    `mine` remembers the user's leg per call, from its ring to its end."""
+    `mine` remembers the user's leg per call, from its ring to its end; `consults` the
+    consult leg of a call whose attended transfer the user makes or is consulted about
+    (their own leg then), until the consult is over."""
+    if consults is None:
+        consults = {}
     ref = fact.call_ref
     if isinstance(fact, facts.CallAgentRinging) and str(fact.agent_id) == user:
         mine[ref] = fact.leg_id
@@ -666,11 +733,37 @@ def _pop_event(fact: Any, user: str, mine: dict[str, str]) -> dict[str, Any] | N
     )
     if to_leg is not None and to_leg.user_id is not None and str(to_leg.user_id) == user:
         mine[ref] = to_leg.leg_id
+        if isinstance(fact, facts.CallTransferRequested):
+            consults[ref] = to_leg.leg_id  # the user is the one consulted
         return {"kind": "ringing", "leg_id": to_leg.leg_id, "endpoint": to_leg.endpoint}
     leg = mine.get(ref)
     if leg is None:
         return None
     head = {"leg_id": leg, "call_ref": ref}
+    consult = consults.get(ref)
+    # Whether the user is the one consulting (else the one consulted, if `consult`).
+    consulting = consult is not None and consult != leg
+    if isinstance(fact, facts.CallTransferRequested) and fact.from_leg_id == leg:
+        consults[ref] = fact.consult_leg.leg_id
+        return {"kind": "consulting", **head, "consult_leg_id": fact.consult_leg.leg_id}
+    if isinstance(fact, facts.CallAnswered) and consulting and fact.leg_id == consult:
+        return {"kind": "consult_answered", **head, "consult_leg_id": consult}
+    if isinstance(fact, facts.CallHeld | facts.CallResumed) and consult is not None:
+        return None  # the consult holds the customer, who is nobody's to resume meanwhile
+    if isinstance(fact, facts.CallTransferCompleted):
+        consults.pop(ref, None)
+        return {"kind": "transferred" if consulting else "transfer_completed", **head}
+    if isinstance(fact, facts.CallTransferCancelled):
+        consults.pop(ref, None)
+        # The one consulted hears of it as their leg ends.
+        return {"kind": "consult_cancelled", **head} if consulting else None
+    if isinstance(fact, facts.CallHungUp) and consulting and fact.leg_id == consult:
+        # The consulted party hung up (or never answered): back with the customer.
+        del consults[ref]
+        return {"kind": "consult_cancelled", **head}
+    if isinstance(fact, facts.CallConferenceJoined):
+        consults.pop(ref, None)
+        return {"kind": "conference", **head, "joined_leg_id": fact.leg_id}
     if isinstance(fact, facts.CallAnswered):
         return {"kind": "answered", **head, "answered_leg_id": fact.leg_id}
     if isinstance(fact, facts.CallHeld):
@@ -690,6 +783,7 @@ def _pop_event(fact: Any, user: str, mine: dict[str, str]) -> dict[str, Any] | N
     )
     if ended:
         del mine[ref]
+        consults.pop(ref, None)
         return {"kind": "ended", **head}
     return None
 
@@ -713,6 +807,13 @@ def _shows(call: dict[str, Any], event: dict[str, Any]) -> bool:
         "recording": lambda: recording,
         "recording_stopped": lambda: not recording,
         "transferred": lambda: bool(mine["ended_at"]),
+        "consulting": lambda: bool(call["consulting"]),
+        "consult_answered": lambda: bool(
+            legs.get(event.get("consult_leg_id"), {}).get("answered_at")
+        ),
+        "consult_cancelled": lambda: not call["consulting"],
+        "transfer_completed": lambda: not call["consulting"],
+        "conference": lambda: event.get("joined_leg_id") in call["conference_leg_ids"],
         "ended": lambda: bool(mine["ended_at"] or call["ended_at"]),
     }
     return bool(shown.get(kind, lambda: True)())
@@ -740,6 +841,35 @@ def _off_hook(call: dict[str, Any], leg: dict[str, Any]) -> bool:
     """Whether the user is talking on `leg`: it answered, or it placed the call (an
     agent's click-to-call leg is off the hook from the start)."""
     return bool(leg["answered_at"]) or leg["leg_id"] == call["legs"][0]["leg_id"]
+
+
+def _consult_state(
+    call: dict[str, Any], leg: dict[str, Any], names: dict[str, str], *, on_call: bool
+) -> dict[str, Any]:
+    """The attended transfer as the user on `leg` sees it: `consult`, the party they are
+    consulting (who, and whether they answered); `consulted_by`, the colleague consulting
+    them; `three_way`, whether they talk in a three-way call."""
+    consult: dict[str, Any] | None = None
+    consulted_by: str | None = None
+    consulting = call["consulting"] if on_call else None
+    if consulting and consulting[0] == leg["leg_id"]:
+        other = _leg_by_id(call, consulting[1])
+        if other is not None:
+            user = other["user_id"]
+            consult = {
+                "name": names.get(user, "") if user else other["address"],
+                "answered": bool(other["answered_at"]),
+            }
+    elif consulting and consulting[1] == leg["leg_id"]:
+        other = _leg_by_id(call, consulting[0])
+        consulted_by = names.get((other or {}).get("user_id") or "", "")
+    live = [g for g in call["legs"] if not g["ended_at"] and g["party"] != "supervisor"]
+    three_way = on_call and bool(call["conference_leg_ids"]) and len(live) >= 3
+    return {"consult": consult, "consulted_by": consulted_by, "three_way": three_way}
+
+
+def _leg_by_id(call: dict[str, Any], leg_id: str) -> dict[str, Any] | None:
+    return next((leg for leg in call["legs"] if leg["leg_id"] == leg_id), None)
 
 
 def _legs_of(call: dict[str, Any], user_id: str) -> list[dict[str, Any]]:

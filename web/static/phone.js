@@ -7,6 +7,9 @@
 // Answer/Decline/keypad act on the switch's leg. Unticking the box (or leaving the page)
 // closes that stream; when no browser of theirs is left, calls go to their other phone
 // again. Signalling only: no audio is carried.
+// Attended transfer: the transfer form's "Consult" button (its formaction) calls the
+// target while the customer waits on hold; the panel then says "Consulting" and offers
+// Complete transfer / Back to the customer / Three-way, drawn by the server.
 (function () {
   var panel = document.getElementById("phone");
   if (!panel || !window.EventSource || !window.fetch) return;
@@ -19,6 +22,7 @@
   var useBrowser = document.getElementById("phone-use-browser");
   var tokenInput = panel.querySelector("input[name=_csrf_token]");
   var current = null;  // the call id shown
+  var threeWay = false;  // the call shown is a three-way call
   var events = null;
   var pending = null;
   var SOFT_KEY = "cloudcc.softphone";
@@ -69,7 +73,10 @@
     var form = e.target;
     if (!form.matches("[data-phone-action], #phone-dial")) return;
     e.preventDefault();
-    post(form.action, fieldsOf(form)).then(function (ok) {
+    // A second button of the form may send it elsewhere (Consult, beside Transfer).
+    var by = e.submitter;
+    var url = by && by.hasAttribute("formaction") ? by.formAction : form.action;
+    post(url, fieldsOf(form)).then(function (ok) {
       if (!ok) return;
       if (form.id === "phone-dial") form.reset();
       if (form.dataset.phoneAction === "note") soon();
@@ -95,9 +102,18 @@
       useBrowser.hidden = ev.state !== "no_endpoint";
       return;
     }
-    if (ev.kind === "ringing" || ev.kind === "dialing") current = ev.call_id;
+    if (ev.kind === "ringing" || ev.kind === "dialing") {
+      if (ev.call_id !== current) threeWay = false;
+      current = ev.call_id;
+    }
     if (ev.call_id !== current) return;
-    if (ev.kind === "answered" || ev.kind === "resumed") say("answered");
+    if (ev.kind === "conference") threeWay = true;
+    if (ev.kind === "consulting" || ev.kind === "consult_answered") say("consulting");
+    else if (ev.kind === "conference") say("conference");
+    else if (ev.kind === "answered" || ev.kind === "resumed" ||
+             ev.kind === "consult_cancelled" || ev.kind === "transfer_completed") {
+      say(threeWay ? "conference" : "answered");
+    }
     else if (ev.kind === "ringing" || ev.kind === "dialing" || ev.kind === "held" ||
              ev.kind === "ended" || ev.kind === "transferred") say(ev.kind);
     soon();
