@@ -16,8 +16,11 @@ can build settings from a plain dict.
 | `wrap_up_seconds` | `CLOUDCC_WRAP_UP_SECONDS` | `15`: after a call, before routing offers the agent more |
 | `services`      | `CLOUDCC_SERVICES`   | `all`; else a comma list of `facts`, `api`, `telephony`, `readmodels` (every read model) and read-model names: what this process runs (scaled out, one process per part) |
 | `switch`        | `CLOUDCC_SWITCH`     | `builtin` (the built-in switch, in process); or `freeswitch://:PASSWORD@HOST:PORT` (FreeSWITCH's Event Socket) |
+| `secure_cookies` | `CLOUDCC_SECURE_COOKIES` | off (`0`): the pages' cookies (session, CSRF, language) work over plain http, as at the embedded http://127.0.0.1; set `1` when browsers reach cloudcc through a TLS proxy (https), which makes them Secure: sent over https only |
 
 `NATS_URL` may list several servers separated by commas (`nats://a:4222,nats://b:4222`).
+Yes/no variables (`CLOUDCC_SECURE_COOKIES`) take `1`/`true`/`yes`/`on` or
+`0`/`false`/`no`/`off` (any case); unset or empty is the default.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class Settings:
     wrap_up_seconds: int = 15
     services: frozenset[str] = frozenset({"all"})
     switch: str = "builtin"
+    secure_cookies: bool = False
 
     @property
     def embedded(self) -> bool:
@@ -68,6 +72,7 @@ class Settings:
             )
             - {""},
             "switch": env.get("CLOUDCC_SWITCH") or "builtin",
+            "secure_cookies": _bool(env, "CLOUDCC_SECURE_COOKIES", False),
         }
         values.update(overrides)
         values["data_dir"] = Path(values["data_dir"]).expanduser().resolve()
@@ -102,3 +107,17 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise SettingsError(f"{name}={raw!r} is not a whole number") from None
+
+
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise SettingsError(f"{name}={env[name]!r} is not a yes or no (1/true/yes/on, 0/false/no/off)")

@@ -18,12 +18,14 @@ import asyncio
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import pytest
 from browser import chromium, need_chromium, screenshot
 from helpers import panel, running_instance, wait_for
+from test_signin import known
 
 from deploy.natsserver import free_port
 from domain.apps import DomainApps
@@ -43,6 +45,7 @@ PASSWORD = "mật khẩu trình duyệt"
 @dataclass
 class Floor:
     url: str
+    data: Path
     nats_url: str
     apps: DomainApps
     lan: UUID  # agent: the browser phone, chats
@@ -113,7 +116,7 @@ def floor(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[F
                     panel(nats_url, "party", {"address": phone, "party": {"answer_after": 0.3}})
                 )
             yield Floor(
-                url, nats_url, apps, people["lan"], people["minh"], people["tuan"], customer
+                url, data, nats_url, apps, people["lan"], people["minh"], people["tuan"], customer
             )
     finally:
         apps.close()
@@ -121,6 +124,8 @@ def floor(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[F
 
 def sign_in(browser: Any, floor: Floor, login: str) -> Any:
     """A new browser context (its own cookies) signed in as `login`; its page."""
+    # Failed sign-ins are throttled: sign in once the access read model knows the user.
+    wait_for(lambda: known(floor, TENANT, f"{login}@hue.vn"), lambda k: k is not False)  # type: ignore[arg-type]
     page = browser.new_context(locale="vi-VN", viewport={"width": 1280, "height": 900}).new_page()
     page.goto(f"{floor.url}/signin")
     page.fill("input[name=organisation]", TENANT)

@@ -1,12 +1,14 @@
 """Signing in to the web pages (OP4) on a real `cloudcc up`: the form with its CSRF token,
 the session cookie, each tenant's pages walled off from the others, Vietnamese by default
-and English on request, and the API still opened by keys alone."""
+and English on request, the API still opened by keys alone, sign-in throttled per account
+and per address, and Secure cookies when CLOUDCC_SECURE_COOKIES is on."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,6 +22,7 @@ from helpers import ROOT, api_headers, running_instance, wait_for
 from deploy.natsserver import free_port
 from domain.apps import DomainApps
 from domain.vocabulary import Package
+from projections.registry import ACCESS
 
 HANOI, SAIGON = "signin-hanoi", "signin-saigon"
 AN_PASSWORD = "mật khẩu của An 2024"
@@ -70,9 +73,33 @@ def sign_in(http: httpx.Client, tenant: str, login: str, password: str) -> httpx
     return http.post("/signin", data={**fields, "_csrf_token": csrf_token(http)})
 
 
+def known(site: Site, tenant: str, login: str) -> bool | None:
+    """Whether the instance's access read model has the user, with a password (None if
+    its file cannot be read). Waiting on it, rather than on sign-ins that fail while the
+    read model catches up, keeps those failures from being throttled."""
+    try:
+        db = sqlite3.connect(f"file:{ACCESS.path(site.data)}?mode=ro", uri=True, timeout=5)
+        try:
+            row = db.execute(
+                "SELECT 1 FROM users WHERE tenant_id = ? AND login = ? AND active = 1 "
+                "AND password_hash IS NOT NULL",
+                (tenant, login.strip().lower()),
+            ).fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return None
+    return row is not None
+
+
+def wait_until_known(site: Site, tenant: str, login: str) -> None:
+    wait_for(lambda: known(site, tenant, login), lambda k: k is not False)
+
+
 @contextlib.contextmanager
 def signed_in(site: Site, tenant: str, login: str, password: str) -> Iterator[httpx.Client]:
     """A client with a session, once the access read model knows the user."""
+    wait_until_known(site, tenant, login)
     with site.client() as http:
         answer = wait_for(lambda: sign_in(http, tenant, login, password), lambda r: r.is_redirect)
         assert answer.status_code == 303, answer.text
@@ -84,6 +111,7 @@ def test_an_agent_signs_in_through_the_form_and_is_greeted_in_vietnamese(site: S
     assert http.get("/").headers["location"] == "/signin"
     form = http.get("/signin")
     assert "Đăng nhập" in form.text and 'lang="vi"' in form.text
+    wait_until_known(site, HANOI, "an@hanoi.vn")
     answer = wait_for(
         lambda: sign_in(http, HANOI, "An@Hanoi.vn", AN_PASSWORD), lambda r: r.is_redirect
     )
@@ -291,3 +319,113 @@ def test_the_supervisor_board_shows_the_floor_and_pushes_its_changes(site: Site)
     # Without a session: to the sign-in form.
     with site.client() as http:
         assert http.get(f"/t/{HANOI}/board").headers["location"] == "/signin"
+
+
+TOO_MANY_VI = "Đăng nhập sai quá nhiều lần; vui lòng thử lại sau 1 phút."
+TOO_MANY_EN = "Too many attempts; try again in 1 minute."
+
+
+def test_an_account_is_throttled_after_five_failures_even_with_the_right_password(
+    site: Site,
+) -> None:
+    binh = site.apps.agents.create_user(
+        HANOI, "Bình Võ", "binh@hanoi.vn", "agent", package=Package.CONTACT_CENTER
+    )
+    site.apps.agents.set_password(HANOI, binh, "mật khẩu của Bình 2024")
+    wait_until_known(site, HANOI, "binh@hanoi.vn")
+    answers = {}
+    # A user who exists and a login that does not are treated alike: nothing tells which.
+    for login in ("binh@hanoi.vn", "ghost@hanoi.vn"):
+        with site.client() as http:
+            for _ in range(5):
+                assert sign_in(http, HANOI, login, "a wrong guess").status_code == 401
+            refused = sign_in(http, HANOI, login.upper(), "mật khẩu của Bình 2024")
+            assert refused.status_code == 429 and TOO_MANY_VI in refused.text, refused.text
+            assert 0 < int(refused.headers["retry-after"]) <= 60
+            assert "cloudcc_session" not in http.cookies
+            http.cookies.set("lang", "en")
+            english = sign_in(http, HANOI, login, "mật khẩu của Bình 2024")
+            assert english.status_code == 429 and TOO_MANY_EN in english.text
+            page = re.sub(r'name="_csrf_token" value="[^"]+"', "", english.text)
+            answers[login] = page.replace(login, "LOGIN")
+    assert answers["binh@hanoi.vn"] == answers["ghost@hanoi.vn"]
+    # Another account, from the same address, still signs in.
+    with signed_in(site, HANOI, "an@hanoi.vn", AN_PASSWORD) as http:
+        assert http.get(f"/t/{HANOI}/").status_code == 200
+
+
+def test_a_successful_sign_in_clears_the_accounts_failures(site: Site) -> None:
+    with signed_in(site, HANOI, "an@hanoi.vn", AN_PASSWORD):
+        pass
+    with site.client() as http:
+        for _ in range(2):
+            for _ in range(4):
+                assert sign_in(http, HANOI, "an@hanoi.vn", "a wrong guess").status_code == 401
+            # Without the clearing, the second round's last attempt would be the ninth.
+            assert sign_in(http, HANOI, "an@hanoi.vn", AN_PASSWORD).status_code == 303
+
+
+@pytest.fixture(scope="module")
+def secure_site(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """An instance behind a (pretend) TLS proxy: CLOUDCC_SECURE_COOKIES=1."""
+    data = tmp_path_factory.mktemp("signin-secure")
+    port = free_port()
+    apps = DomainApps.build({"PERSISTENCE_MODULE": "eventstore", "NATS_URL": nats_url})
+    try:
+        with running_instance(data, nats_url, port, CLOUDCC_SECURE_COOKIES="1"):
+            url = f"http://127.0.0.1:{port}"
+            api_headers(url, nats_url, "signin-secure")
+            site = Site(url, apps, data, nats_url)
+            user = apps.agents.create_user(
+                "signin-secure", "Cúc Đỗ", "cuc@secure.vn", "agent", package=Package.CONTACT_CENTER
+            )
+            apps.agents.set_password("signin-secure", user, "mật khẩu của Cúc 2024")
+            yield site
+    finally:
+        apps.close()
+
+
+def cookie_attributes(answer: httpx.Response, name: str) -> set[str]:
+    [cookie] = [c for c in answer.headers.get_list("set-cookie") if c.startswith(f"{name}=")]
+    return {a.strip().lower() for a in cookie.split(";")[1:]}
+
+
+def post_sign_in(site: Site, tenant: str, login: str, password: str) -> httpx.Response:
+    """A sign-in as a browser over https would post it: a Secure cookie is not sent back
+    over plain http, so the CSRF cookie is sent by hand."""
+    form = httpx.get(f"{site.url}/signin", timeout=10)
+    [csrf] = [c for c in form.headers.get_list("set-cookie") if c.startswith("csrftoken=")]
+    token = re.search(r'name="_csrf_token" value="([^"]+)"', form.text)
+    assert token
+    fields = {"organisation": tenant, "login": login, "password": password}
+    return httpx.post(
+        f"{site.url}/signin",
+        data={**fields, "_csrf_token": token.group(1)},
+        headers={"cookie": csrf.split(";")[0]},
+        timeout=10,
+    )
+
+
+def test_the_cookies_are_secure_when_the_setting_says_so(site: Site, secure_site: Site) -> None:
+    plain = httpx.get(f"{site.url}/signin?lang=en", timeout=10)
+    assert "secure" not in cookie_attributes(plain, "csrftoken")
+    assert "secure" not in cookie_attributes(plain, "lang")
+
+    form = httpx.get(f"{secure_site.url}/signin?lang=en", timeout=10)
+    assert "secure" in cookie_attributes(form, "csrftoken")
+    assert "secure" in cookie_attributes(form, "lang")
+    wait_until_known(secure_site, "signin-secure", "cuc@secure.vn")
+    answer = post_sign_in(secure_site, "signin-secure", "cuc@secure.vn", "mật khẩu của Cúc 2024")
+    assert answer.status_code == 303, answer.text
+    attributes = cookie_attributes(answer, "cloudcc_session")
+    assert {"secure", "httponly", "samesite=lax"} <= attributes
+
+
+def test_an_address_is_throttled_after_thirty_failures(secure_site: Site) -> None:
+    # Thirty logins guessed once each (no account reaches its own limit) from 127.0.0.1.
+    for n in range(30):
+        answer = post_sign_in(secure_site, "signin-secure", f"guess{n}@secure.vn", "guess")
+        assert answer.status_code == 401, (n, answer.text)
+    refused = post_sign_in(secure_site, "signin-secure", "cuc@secure.vn", "mật khẩu của Cúc 2024")
+    assert refused.status_code == 429 and TOO_MANY_VI in refused.text
+    assert 0 < int(refused.headers["retry-after"]) <= 60

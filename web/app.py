@@ -6,6 +6,8 @@ pages and APIs by passing route handlers (functions, controllers or routers) in
 
 With a data directory, the app also keeps sessions and checks CSRF tokens for the pages
 people sign in to (web.pages.auth); the templates and `/static` are always there.
+`secure_cookies` (the setting CLOUDCC_SECURE_COOKIES, taken from the runtime's settings
+unless given) marks the session, CSRF and language cookies Secure.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader
 from litestar import Litestar, MediaType, Response, Router, get
+from litestar.datastructures import State
 from litestar.logging.config import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.jinja import JinjaTemplateEngine
@@ -27,7 +30,13 @@ from litestar.types import ControllerRouterHandler
 
 from web.api.auth import COMPONENTS
 from web.health import RuntimeView, health_report
-from web.pages.auth import SESSION_STORE, csrf_config, session_config, session_store
+from web.pages.auth import (
+    SECURE_COOKIES,
+    SESSION_STORE,
+    csrf_config,
+    session_config,
+    session_store,
+)
 
 WEB_DIR = Path(__file__).parent
 
@@ -37,7 +46,12 @@ def create_app(
     extra_route_handlers: Sequence[ControllerRouterHandler] = (),
     *,
     data_dir: Path | None = None,
+    secure_cookies: bool | None = None,
 ) -> Litestar:
+    if secure_cookies is None:
+        # deploy.runtime.Runtime carries its deploy.settings.Settings.
+        secure_cookies = bool(getattr(getattr(runtime, "settings", None), "secure_cookies", False))
+
     @get("/health", media_type=MediaType.JSON)
     async def health() -> Response[dict[str, Any]]:
         report = health_report(runtime)
@@ -59,9 +73,9 @@ def create_app(
     web: dict[str, Any] = {}
     if data_dir is not None:
         web = {
-            "middleware": [session_config().middleware],
+            "middleware": [session_config(secure_cookies).middleware],
             "stores": {SESSION_STORE: session_store(data_dir)},
-            "csrf_config": csrf_config(data_dir),
+            "csrf_config": csrf_config(data_dir, secure_cookies),
         }
     templates = Environment(loader=FileSystemLoader(WEB_DIR / "templates"), autoescape=True)
     return Litestar(
@@ -72,6 +86,7 @@ def create_app(
             *extra_route_handlers,
         ],
         template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(templates)),
+        state=State({SECURE_COOKIES: secure_cookies}),
         **web,
         # The API's document at Litestar's default path, /schema (/schema/openapi.json).
         openapi_config=OpenAPIConfig(
