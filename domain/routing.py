@@ -3,9 +3,11 @@ decided for one piece of waiting work, as events.
 
 `WorkRouting` is the history of one call or conversation's way through the queues: each
 offer to an agent (with the queue and the policy that chose them), each ring that timed
-out, each fallback taken (overflow to another queue, voicemail, a message) and why. The
-agent's own side of an offer (ringing, answered, declined) is on the User aggregate
-(domain.agents); this is the side that explains *why that agent*.
+out, each offer the agent rejected, each fallback taken (overflow to another queue,
+voicemail, a message) and why. The agent's own side of an offer (ringing, answered,
+declined) is on the User aggregate (domain.agents); this is the side that explains *why
+that agent* — and, through the agents who timed out or rejected it, why not them again
+first (the router puts them last).
 
 Its id follows from the work (`WorkRouting.create_id`), so the manager finds it without
 a lookup, and a piece of work has one history however many times it is queued.
@@ -68,6 +70,13 @@ class WorkRouting(TenantAggregate):
         agent_id: UUID
         at: datetime
 
+    class OfferRejected(TenantAggregate.Event):
+        """The agent declined the offer (the inbox's "Decline"), as opposed to not
+        answering it (OfferExpired)."""
+
+        agent_id: UUID
+        at: datetime
+
     class FellBack(TenantAggregate.Event):
         queue_id: UUID
         reason: str
@@ -95,6 +104,9 @@ class WorkRouting(TenantAggregate):
         self.work_id = work_id
         self.attempts = 0
         self.ringing: UUID | None = None
+        # Each agent's latest offer not yet ended by an event here (expired, rejected):
+        # when it was made. What a rejection may refer to.
+        self.open_offers: dict[UUID, datetime] = {}
         self.fallbacks: list[dict[str, Any]] = []
 
     def offer(
@@ -134,6 +146,7 @@ class WorkRouting(TenantAggregate):
     ) -> None:
         self.attempts = attempt
         self.ringing = agent_id
+        self.open_offers[agent_id] = at
 
     def expire(self, agent_id: UUID, at: datetime) -> bool:
         """The agent did not answer in time; False if they were not ringing (a no-op)."""
@@ -145,10 +158,29 @@ class WorkRouting(TenantAggregate):
     @event(OfferExpired)
     def _expire(self, agent_id: UUID, at: datetime) -> None:
         self.ringing = None
+        self.open_offers.pop(agent_id, None)
+
+    def reject(self, agent_id: UUID, at: datetime) -> bool:
+        """The agent declined their offer at `at`. Recorded also when the router has
+        offered the work to someone else meanwhile (it may see the decline before this);
+        False (a no-op) if they have no offer here that is still open, or if theirs is
+        newer than `at` (offered again since: this rejection was of the one before)."""
+        at = _aware(at)
+        offered_at = self.open_offers.get(agent_id)
+        if offered_at is None or offered_at > at:
+            return False
+        self._reject(agent_id=agent_id, at=at)
+        return True
+
+    @event(OfferRejected)
+    def _reject(self, agent_id: UUID, at: datetime) -> None:
+        self.open_offers.pop(agent_id, None)
+        if self.ringing == agent_id:
+            self.ringing = None
 
     def settle(self, agent_id: UUID) -> None:
-        """The offer ended on the agent's side (answered or declined): no event, the User
-        aggregate has it; the next offer may go ahead."""
+        """The offer ended on the agent's side (answered, or declined with no rejection
+        recorded here): no event, the User aggregate has it; the next offer may go ahead."""
         if self.ringing == agent_id:
             self.ringing = None
 
@@ -215,6 +247,19 @@ class RoutingDecisions(TenantApplication):
         if changed:
             self.save(routing)
         return changed
+
+    def rejected(
+        self, tenant_id: str, kind: WorkKind, work_id: str, agent_id: UUID, at: datetime
+    ) -> bool:
+        """The agent declined the offer (after `Agents.decline_offer(..., "rejected")`):
+        recorded, so the router offers the work to them last. False if there was no
+        such offer to them here (nothing is recorded). Saved with `change`: the router
+        may be recording its next offer for this work at the same moment."""
+        routing_id = WorkRouting.create_id(tenant_id, kind, work_id)
+        try:
+            return self.change(tenant_id, routing_id, WorkRouting, lambda r: r.reject(agent_id, at))
+        except NotFound:
+            return False  # never offered (or another tenant's id): nothing to reject
 
     def fell_back(
         self,

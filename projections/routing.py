@@ -9,11 +9,14 @@ Its state is the tables of `projections.routing_state.RoutingState`, kept from s
    `wrap_up_seconds`), a chat accepted by the agent is theirs;
 2. ends rings: an offer not answered within the queue's ring timeout expires (the agent
    is available again and the next one rings), an offer whose work went away is withdrawn;
+   an offer the agent declines (the inbox) is ended by them, and recorded as rejected
+   (`RoutingDecisions.rejected`) by the inbox;
 3. takes fallbacks: work that waited longer than the queue's max wait overflows (another
    queue, voicemail or a message), a queue that is closed (CC11) or has nobody logged in
    sends work to its "closed" or "no agent" destination;
 4. offers each waiting item, oldest first, to the first agent `domain.queues.route()`
-   names for its queue — never to one who is not available — records the decision
+   names for its queue — never to one who is not available, and to agents who already
+   let it ring out or rejected it only after everyone else — records the decision
    (`RoutingDecisions.offered`), puts the agent in RINGING (`Agents.offer`, which refuses
    an agent whose presence moved on meanwhile, so two offers never win one agent) and,
    for a call, asks the switch to ring the agent's endpoint (`RingAgent`): the one
@@ -506,7 +509,12 @@ class Router(RoutingState, ProcessManager):
                 last_agent_id=UUID(last) if last else None,
             )
             tried = set(_decode(routing["expired"])) if routing.get("expired") else set()
-            # Agents who let it ring out go last; if only they are left, they ring again.
+            if routing.get("ringing"):
+                # Its last offer ended on the agent's side (declined) and its rejection
+                # is not here yet (the agent's stream came first): tried all the same.
+                tried.add(routing["ringing"])
+            # Agents who let it ring out or rejected it go last (they are not excluded):
+            # if only they are left, they are offered it again.
             order = [a for a in order if str(a) not in tried] + [
                 a for a in order if str(a) in tried
             ]

@@ -10,7 +10,7 @@ projections.routing for what it does with them).
 | `calls`, `call_last_agent` | calls | calls waiting in a queue, who answered, who last talked with a number (CC10) |
 | `call_agent_legs` | calls | each agent's legs on live calls, answered or not, ended or not (presence follows transfers, consults, outbound and internal calls) |
 | `conversations`, `conversation_last_agent` | conversations | conversations waiting in a queue, assignee, status |
-| `routings`, `cursors` | routing | what the manager decided: who rings, who timed out, fallbacks; the round-robin cursor per queue (AX12) |
+| `routings`, `cursors` | routing | what the manager decided: who rings, who was tried (timed out or rejected the offer: `expired`), fallbacks; the round-robin cursor per queue (AX12) |
 
 Each table is written by one stream's events only (projections.readmodel).
 """
@@ -394,12 +394,22 @@ class RoutingState(SqliteReadModel):
             db.execute(
                 "INSERT OR REPLACE INTO cursors VALUES (?, ?)", (str(e.queue_id), str(e.agent_id))
             )
-        elif isinstance(e, WorkRouting.OfferExpired):
-            row = db.execute("SELECT expired FROM routings WHERE id = ?", (rid,)).fetchone()
-            expired = sorted({*_decode(row[0]), str(e.agent_id)}) if row else []
+        elif isinstance(e, WorkRouting.OfferExpired | WorkRouting.OfferRejected):
+            row = db.execute(
+                "SELECT expired, ringing FROM routings WHERE id = ?", (rid,)
+            ).fetchone()
+            if row is None:
+                return
+            agent = str(e.agent_id)
+            # `expired` is every agent tried for this work: who let it ring out and who
+            # declined it alike (the router offers it to them last).
+            expired = sorted({*_decode(row[0]), agent})
+            # An expiry is of the offer ringing (WorkRouting.expire); a rejection may
+            # come after the next offer, to someone else, which still rings.
+            ringing = None if row[1] == agent else row[1]
             db.execute(
-                "UPDATE routings SET ringing = NULL, expired = ? WHERE id = ?",
-                (dump(expired), rid),
+                "UPDATE routings SET ringing = ?, expired = ? WHERE id = ?",
+                (ringing, dump(expired), rid),
             )
         elif isinstance(e, WorkRouting.FellBack):
             db.execute(

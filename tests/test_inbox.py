@@ -20,6 +20,7 @@ from test_signin import Site, signed_in
 
 from deploy.natsserver import free_port
 from domain.apps import DomainApps
+from domain.routing import WorkKind
 from domain.templates import Language
 from domain.vocabulary import Channel, Package
 
@@ -698,6 +699,16 @@ def test_a_conversation_offered_to_the_agent_is_accepted_or_declined(floor: Floo
         assert declined.headers["location"] == f"/t/{HANOI}/inbox"
         moved = wait_for(lambda: people.get(HANOI, dung), lambda a: a["presence"] == "ringing")
         assert moved["conversation_id"] == str(second)
+
+        # The routing history says Em declined it (not that it rang out), and Dũng was
+        # offered it (the router may record his offer before Em's rejection is in).
+        def routed() -> list[tuple[str, str | None]]:
+            history = apps.routing.history(HANOI, WorkKind.CONVERSATION, str(second))
+            return [(h["decision"], h.get("agent_id")) for h in history]
+
+        expected = [("Offered", str(em)), ("OfferRejected", str(em)), ("Offered", str(dung))]
+        history = wait_for(routed, lambda h: sorted(h) == sorted(expected))
+        assert history[0] == expected[0] and sorted(history) == sorted(expected)
         assert people.get(HANOI, em)["presence"] == "available"
         assert convs.get(HANOI, second)["assignee"] is None
         after = wait_for(lambda: fragment(other), lambda r: 'data-presence="available"' in r.text)

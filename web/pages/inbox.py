@@ -38,10 +38,12 @@ to it (CT17) — and the agent's own status (available, a break with a reason, w
   domain (the presence) and the agent board (since when). `POST .../<id>/accept` assigns
   the conversation to the user, only if they ring for exactly that one (else 409; another
   tenant's or an unknown id is 404), and opens it; the router then puts them on it.
-  `POST .../<id>/decline` declines the offer ("rejected"): the router offers it to the
-  next agent. `GET /t/<tenant>/inbox/status` is the status bar alone; the live stream
-  passes the user's own agent board row's changes (never another's), on which
-  web/static/inbox.js fetches it again — an offer arriving or ending, a status posted.
+  `POST .../<id>/decline` declines the offer ("rejected", recorded as such in the
+  conversation's routing history): the router offers it to the next agent, and to the
+  decliner again only if nobody else can take it. `GET /t/<tenant>/inbox/status` is the
+  status bar alone; the live stream passes the user's own agent board row's changes
+  (never another's), on which web/static/inbox.js fetches it again — an offer arriving
+  or ending, a status posted.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ from domain.conversations import (
     ConversationClosed,
     ConversationStatus,
 )
+from domain.routing import WorkKind
 from domain.tickets import MAX_DESCRIPTION, MAX_TITLE, TicketClosed, TicketKind, TicketStatus
 from domain.vocabulary import Channel, Priority
 from projections import live
@@ -635,9 +638,17 @@ def inbox_router(
         if conversation is None:
             return await list_page(request, principal, HTTP_404_NOT_FOUND, "inbox.not_found")
         cid = conversation["id"]
-        try:
+
+        def reject() -> None:
+            at = datetime.now(UTC)  # before the decline: the router re-offers after it
             # The domain refuses unless the user rings for exactly this conversation.
-            await runner(apps().agents.decline_offer, tenant, user, cid, "rejected")
+            apps().agents.decline_offer(tenant, user, cid, "rejected")
+            # Then the routing history says they declined it (not that they did not
+            # answer), and the router offers it to them again only after everyone else.
+            apps().routing.rejected(tenant, WorkKind.CONVERSATION, cid, user, at)
+
+        try:
+            await runner(reject)
         except DomainError:
             return await list_page(request, principal, HTTP_409_CONFLICT, "inbox.not_offered")
         return Redirect(f"{home_url(tenant)}inbox", status_code=303)
