@@ -695,6 +695,13 @@ class TelephonyBridge:
             raise LookupError(f"call {ref} is not live on this switch")
         return channel
 
+    def _hand_over(self, channel: str) -> None:
+        """The agent who dialled a call hands it over and leaves: their leg no longer
+        holds the call up (an `origin` leg's hang-up ends the call for everyone)."""
+        leg = self.legs.get(channel)
+        if leg is not None and leg.role == "origin":
+            leg.role = "agent"
+
     def _own_leg(self, tenant: str, ref: str, channel: str) -> Leg:
         leg = self.legs.get(channel)
         if leg is None or (leg.tenant_id, leg.call_ref) != (tenant, ref):
@@ -811,6 +818,7 @@ class TelephonyBridge:
         )
         # The agent leaves now, whether the switch hangs up a leg whose partner moved away
         # (the built-in one) or parks it (FreeSWITCH with park_after_bridge).
+        self._hand_over(command.from_leg_id)
         with contextlib.suppress(NoSuchChannel):
             await self.driver.hangup(command.from_leg_id, "NORMAL_CLEARING")
 
@@ -871,6 +879,8 @@ class TelephonyBridge:
         if stays in self.legs and self.legs[stays].answered:
             await self.driver.bridge(customer, stays)
         # Whether the switch hung up a leg whose partner moved away or parked it.
+        if completing:
+            self._hand_over(leaves)
         with contextlib.suppress(NoSuchChannel):
             await self.driver.hangup(leaves, "NORMAL_CLEARING")
 

@@ -849,8 +849,13 @@ def test_an_attended_transfer_is_completed_cancelled_or_made_a_three_way_call(
         for act in ("consult", "transfer"):
             busy = an.post(f"/calls/{call_id}/{act}", number="0987000999")
             assert busy.status_code == 409 and busy.json()["error"] == "phone.consulting_now"
-        notyours = binh.post(f"/calls/{call_id}/complete-transfer")
-        assert notyours.status_code == 409 and notyours.json()["error"] == "phone.not_consulting"
+        # Bình, consulted, may only mute: not complete it, nor hang up the customer.
+        for act in ("complete-transfer", "hangup", "record", "hold"):
+            notyours = binh.post(f"/calls/{call_id}/{act}")
+            assert notyours.status_code == 409, act
+            assert notyours.json()["error"] == "phone.consulted_only_mute", act
+        assert binh.post(f"/calls/{call_id}/mute").status_code == 202
+        assert binh.post(f"/calls/{call_id}/unmute").status_code == 202
 
         assert an.post(f"/calls/{call_id}/complete-transfer").status_code == 202
         assert pops.next(lambda e: e["kind"] == "transferred")["call_id"] == call_id
@@ -875,7 +880,7 @@ def test_an_attended_transfer_is_completed_cancelled_or_made_a_three_way_call(
             f"/t/{TENANT}/phone/calls/{call_id}/three-way?lang=en",
             data={"_csrf_token": binh.token},
         )
-        assert no_three.status_code == 409 and "not consulting anyone" in no_three.text
+        assert no_three.status_code == 409 and "you may only mute" in no_three.text
         back = an.http.post(
             f"/t/{TENANT}/phone/calls/{call_id}/cancel-transfer", data={"_csrf_token": an.token}
         )
@@ -1163,3 +1168,55 @@ def test_a_softphone_stream_that_leaves_mid_registration_or_unheard_lets_its_bro
     finally:
         apps.close()
         server.stop()
+
+
+def test_a_call_the_agent_dialled_is_transferred_without_dropping_the_customer(
+    center: Center, agent_of: Any, nats_url: str
+) -> None:
+    """Bình dials the customer from the panel, then hands the call to An: the leg that
+    dialled is put down, and the customer talks with An (the dialling leg no longer holds
+    the call up once it has handed it over)."""
+    apps = center.site.apps
+    binh = agent_of("binh@hue.vn")
+    for address, after in (("3002", 0.2), ("3001", 0.3), (CUSTOMER_NUMBER, 0.2)):
+        asyncio.run(
+            panel(nats_url, "party", {"address": address, "party": {"answer_after": after}})
+        )
+    pops = PopStream(binh.http, f"/t/{TENANT}/phone/events")
+    try:
+        dialled = binh.post("/dial", number=CUSTOMER_NUMBER)
+        assert dialled.status_code == 202, dialled.text
+        dialing = pops.next(lambda e: e["kind"] == "dialing")
+        call_id = dialing["call_id"]
+
+        def answered(c: dict[str, Any] | None) -> bool:
+            return bool(
+                c and c["answered_at"] and len([g for g in c["legs"] if g["answered_at"]]) >= 2
+            )
+
+        assert wait_for(lambda: call_view(apps, call_id), answered, 20)
+        moved = binh.post(f"/calls/{call_id}/transfer", agent_id=str(center.an))
+        assert moved.status_code == 202, moved.text
+
+        def with_an(c: dict[str, Any] | None) -> bool:
+            return bool(c) and any(
+                g["user_id"] == str(center.an) and g["answered_at"] and not g["ended_at"]
+                for g in c["legs"]  # type: ignore[index]
+            )
+
+        call = wait_for(lambda: call_view(apps, call_id), with_an, 20)
+        assert call is not None and with_an(call) and not call["ended_at"], call
+        customer = next(g for g in call["legs"] if g["user_id"] is None)
+        an_leg = next(g for g in call["legs"] if g["user_id"] == str(center.an))
+        binh_leg = next(g for g in call["legs"] if g["user_id"] == str(center.binh))
+        assert binh_leg["ended_at"] and not customer["ended_at"]
+        assert hears(nats_url, customer["leg_id"], an_leg["leg_id"])
+        assert hears(nats_url, an_leg["leg_id"], customer["leg_id"])
+        asyncio.run(
+            panel(
+                nats_url, "hangup", {"channel_id": customer["leg_id"], "cause": "NORMAL_CLEARING"}
+            )
+        )
+        assert wait_for(lambda: call_view(apps, call_id), lambda c: bool(c and c["ended_at"]))
+    finally:
+        pops.close()

@@ -328,6 +328,15 @@ def phone_router(
             return await respond(request, {"done": action, "leg_id": leg["leg_id"]}, back)
         if not answered or not call["answered_at"]:
             raise refusal(HTTP_409_CONFLICT, "phone.not_answered")
+        consulting = call["consulting"]
+        if consulting and consulting[1] == leg["leg_id"] and action not in ("mute", "unmute"):
+            # The colleague being consulted talks with the agent only; the call, its
+            # customer and its recording stay the consulting agent's.
+            raise refusal(HTTP_409_CONFLICT, "phone.consulted_only_mute")
+        if action == "leave" and _originates(call, leg):
+            # The leg that dialled a call holds it up: the bridge ends the call with it,
+            # so leaving a three-way call from it would drop the other two.
+            raise refusal(HTTP_409_CONFLICT, "phone.not_from_outbound")
         if action == "dtmf":
             if form.digit not in DTMF_KEYS or len(form.digit) != 1:
                 raise refusal(HTTP_400_BAD_REQUEST, "phone.bad_digit")
@@ -349,7 +358,6 @@ def phone_router(
                 refused.maybe_delivered = unavailable.maybe_delivered
                 raise refused from None
             return await respond(request, {"done": action, "leg_id": leg["leg_id"]}, back)
-        consulting = call["consulting"]
         if consulting and action in ("resume", "transfer", "consult"):
             # The customer waits on hold for the consult to be completed or cancelled.
             raise refusal(HTTP_409_CONFLICT, "phone.consulting_now")
@@ -864,8 +872,25 @@ def _consult_state(
         other = _leg_by_id(call, consulting[0])
         consulted_by = names.get((other or {}).get("user_id") or "", "")
     live = [g for g in call["legs"] if not g["ended_at"] and g["party"] != "supervisor"]
-    three_way = on_call and bool(call["conference_leg_ids"]) and len(live) >= 3
+    # A conference going on now (one who joined it still there, nobody being consulted),
+    # not one that ended before a later consult.
+    joined = set(call["conference_leg_ids"])
+    three_way = (
+        on_call
+        and not call["consulting"]
+        and any(g["leg_id"] in joined for g in live)
+        and len(live) >= 3
+    )
     return {"consult": consult, "consulted_by": consulted_by, "three_way": three_way}
+
+
+def _originates(call: dict[str, Any], leg: dict[str, Any]) -> bool:
+    """Whether `leg` dialled the call (an outbound or internal call's first leg)."""
+    return (
+        call["direction"] != "inbound"
+        and bool(call["legs"])
+        and (call["legs"][0]["leg_id"] == leg["leg_id"])
+    )
 
 
 def _leg_by_id(call: dict[str, Any], leg_id: str) -> dict[str, Any] | None:

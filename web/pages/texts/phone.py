@@ -97,6 +97,8 @@ VI: dict[str, str] = {
     "phone.not_three_way": "Đây không phải cuộc gọi ba bên.",
     "phone.leave_on_your_phone": "Hãy gác chính điện thoại của bạn để rời cuộc gọi.",
     "timeline.call_note": "Ghi chú cuộc gọi",
+    "phone.consulted_only_mute": "Đồng nghiệp đang hỏi ý kiến bạn: bạn chỉ có thể tắt hoặc bật tiếng.",
+    "phone.not_from_outbound": "Cuộc gọi do bạn gọi đi: rời cuộc gọi ba bên sẽ cắt máy cả hai người kia; hãy chuyển tiếp cuộc gọi.",
 }
 
 EN: dict[str, str] = {
@@ -196,4 +198,6 @@ EN: dict[str, str] = {
     "phone.not_three_way": "This is not a three-way call.",
     "phone.leave_on_your_phone": "Hang up your own phone to leave the call.",
     "timeline.call_note": "Call note",
+    "phone.consulted_only_mute": "A colleague is consulting you: you may only mute or unmute.",
+    "phone.not_from_outbound": "You dialled this call: leaving the three-way call would drop the other two; transfer it instead.",
 }
