@@ -49,6 +49,7 @@ to it (CT17) — and the agent's own status (available, a break with a reason, w
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncGenerator, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -97,6 +98,8 @@ from web.pages.auth import (
     signed_in_guard,
 )
 from web.pages.owned import is_uuid, owned
+
+log = logging.getLogger(__name__)
 
 INBOX_ROLES = frozenset({"agent", "supervisor"})
 # Who may open any conversation of the tenant and look at another agent's inbox.
@@ -645,7 +648,12 @@ def inbox_router(
             apps().agents.decline_offer(tenant, user, cid, "rejected")
             # Then the routing history says they declined it (not that they did not
             # answer), and the router offers it to them again only after everyone else.
-            apps().routing.rejected(tenant, WorkKind.CONVERSATION, cid, user, at)
+            # The decline stands if this fails: the router already puts the agent it last
+            # offered the work to last.
+            try:
+                apps().routing.rejected(tenant, WorkKind.CONVERSATION, cid, user, at)
+            except Exception:
+                log.exception("the decline of %s by %s is not in its routing history", cid, user)
 
         try:
             await runner(reject)
