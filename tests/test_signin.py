@@ -11,6 +11,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from uuid import UUID
@@ -429,3 +430,12 @@ def test_an_address_is_throttled_after_thirty_failures(secure_site: Site) -> Non
     refused = post_sign_in(secure_site, "signin-secure", "cuc@secure.vn", "mật khẩu của Cúc 2024")
     assert refused.status_code == 429 and TOO_MANY_VI in refused.text
     assert 0 < int(refused.headers["retry-after"]) <= 60
+
+
+def test_an_oversized_login_or_password_is_refused_at_once(site: Site) -> None:
+    with site.client() as http:
+        for login, password in (("x" * 400, "pw"), ("an@hanoi.vn", "p" * 100_000)):
+            started = time.monotonic()
+            answer = sign_in(http, "hanoi", login, password)
+            assert answer.status_code == 400, answer.status_code
+            assert time.monotonic() - started < 2  # no scrypt over a 100 kB password

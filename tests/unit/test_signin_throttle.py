@@ -194,3 +194,16 @@ def test_a_success_leaves_nothing_behind(clock: Clock) -> None:
     for n in range(50):
         succeed(throttle, ("hanoi", f"agent{n}"), f"10.0.0.{n}")
     assert len(throttle.accounts) == 0 and len(throttle.addresses) == 0
+
+
+def test_filling_the_table_does_not_lift_a_lockout(clock: Clock) -> None:
+    throttle = Throttle(2, max_keys=3, clock=clock)
+    for _ in range(2):
+        throttle.begin("victim")
+        throttle.end("victim", ok=False)  # refused for a minute
+    assert throttle.wait("victim") > 0
+    for n in range(10):  # an attacker's fresh keys, each failing once
+        throttle.begin(n)
+        throttle.end(n, ok=False)
+    assert len(throttle) == 3
+    assert throttle.wait("victim") > 0  # still refused: the others made way, not it

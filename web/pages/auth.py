@@ -62,6 +62,7 @@ from litestar.middleware.session.server_side import (
 from litestar.params import Body
 from litestar.response import Redirect, Template
 from litestar.status_codes import (
+    HTTP_400_BAD_REQUEST,
     HTTP_401_UNAUTHORIZED,
     HTTP_403_FORBIDDEN,
     HTTP_429_TOO_MANY_REQUESTS,
@@ -96,6 +97,9 @@ ADDRESS_FAILURES = 30
 FIRST_REFUSAL = 60
 LONGEST_REFUSAL = 15 * 60
 THROTTLE_MAX_KEYS = 10_000
+# Longer organisations or logins, or passwords, are no account's: refused before anything.
+MAX_NAME = 320
+MAX_PASSWORD = 1024
 
 # The pages of ROLE_LINKS that exist so far (the others say "coming soon").
 READY_PAGES = frozenset({"board", "overview", "inbox", "customers", "tickets"})
@@ -254,7 +258,17 @@ class Throttle:
         record = self._records.get(key)
         if record is None:
             if len(self._records) >= self.max_keys:
-                self._records.popitem(last=False)
+                # The least recently used key goes, but not one refused now while another
+                # can go: filling the table must not lift a lockout.
+                victim = next(
+                    (
+                        k
+                        for k, r in self._records.items()
+                        if r.refused_until <= now and not r.pending
+                    ),
+                    next(iter(self._records)),
+                )
+                del self._records[victim]
             record = self._records[key] = _Record(last=now)
         self._records.move_to_end(key)
         record.pending += 1
@@ -442,6 +456,18 @@ def pages_router(access: AccessReadModel, throttle: SignInThrottle | None = None
         data: Annotated[SignInForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
     ) -> Response[Any]:
         organisation, login = data.organisation.strip(), data.login.strip()
+        if max(len(organisation), len(login)) > MAX_NAME or len(data.password) > MAX_PASSWORD:
+            # No such account can exist: refused at once, before scrypt (whose cost grows
+            # with the password) and before the throttle keeps a key of that size.
+            return page(
+                request,
+                "signin.html",
+                HTTP_400_BAD_REQUEST,
+                organisation="",
+                login="",
+                failed=True,
+                wait_minutes=0,
+            )
         account, address = account_key(organisation, login), client_address(request)
         wait = throttle.begin(account, address)
         if wait > 0:
