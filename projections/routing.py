@@ -725,7 +725,8 @@ class Router(RoutingState, ProcessManager):
         return not isinstance(event, _NOT_ACTIONABLE)
 
     def next_due(self) -> datetime | None:
-        """The earliest ring timeout, wrap-up end or max wait still to come."""
+        """The earliest ring timeout, wrap-up end, max wait or in-flight offer's lapse
+        still to come."""
         db = self.connect()
         times: list[datetime] = []
         for row in db.execute(
@@ -748,6 +749,15 @@ class Router(RoutingState, ProcessManager):
         ):
             if row[0]:
                 times.append(datetime.fromisoformat(row[0]) + timedelta(seconds=row[1]))
+        # An offer planned but not yet seen on its agent (declined before it showed, say)
+        # holds its work until INFLIGHT_SECONDS have passed: wake then to let it go, or the
+        # work would wait for some other event to set the router going.
+        with self._claims:
+            offers = list(self._inflight.items())
+        for work_id, (agent_id, at) in offers:
+            row = db.execute("SELECT work_id FROM agents WHERE id = ?", (agent_id,)).fetchone()
+            if row is None or row[0] != work_id:
+                times.append(at + timedelta(seconds=INFLIGHT_SECONDS))
         return min(times) if times else None
 
 

@@ -220,3 +220,19 @@ def test_work_routing_reject_domain_rules() -> None:
         (agent, later),
     ]
     assert not any(isinstance(e, WorkRouting.OfferExpired) for e in events)
+
+
+def test_a_decline_before_the_router_saw_its_offer_is_offered_again_once_the_claim_lapses(
+    world: World,
+) -> None:
+    a = world.agent(ACME, "An", skills={"vi": 5})
+    b = world.agent(ACME, "Binh", skills={"vi": 2})
+    work = conversation(world, skill_queue(world))
+    assert offered(world.act()) == [(str(work), str(a))]
+    # Declined before the router's next act: its claim on the offer still holds the work.
+    assert reject(world, a, work) is True
+    assert offered(world.act()) == []
+    # Nothing else happens in this tenant: the router must still wake to let it go.
+    due = world.router.next_due()
+    assert due is not None and 0 < (due - world.now).total_seconds() <= 10
+    assert offered(world.act((due - world.now).total_seconds() + 0.1)) == [(str(work), str(b))]
