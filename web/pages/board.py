@@ -27,7 +27,7 @@ the POST answers with a redirect to the board (303).
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any, cast
 from urllib.parse import quote
@@ -60,6 +60,7 @@ from web.pages.auth import (
     signed_in_guard,
 )
 from web.pages.owned import is_uuid
+from web.pages.streams import change_events
 
 BOARD_ROLES = frozenset({"supervisor", "tenant_admin"})
 # Who may act on a live call from the board (listen, whisper, barge, take over, hang up).
@@ -157,7 +158,7 @@ def board_router(
         allowed(request)
         # From the session's tenant (the guard made sure it is the path's): the wall.
         subject = live.tenant_filter(principal_of(request).tenant_id)
-        return ServerSentEvent(_stream(nats(), subject))
+        return ServerSentEvent(change_events(nats(), subject))
 
     @post("/t/{tenant_id:str}/board/calls/{call_id:str}/{action:str}", include_in_schema=False)
     async def act(
@@ -281,18 +282,6 @@ def _listening(call: dict[str, Any], user_id: str) -> bool:
         and not leg["ended_at"]
         for leg in call["legs"]
     )
-
-
-async def _stream(nc: NatsClient, subject: str) -> AsyncGenerator[str, None]:
-    """Each change as one event (`{"readmodel", "kind", "key"}`) until the browser goes."""
-    sub = await nc.subscribe(subject)
-    try:
-        # A first event at once, so that the browser knows it is connected.
-        yield '{"readmodel": "", "kind": "hello", "key": ""}'
-        async for msg in sub.messages:
-            yield msg.data.decode()
-    finally:
-        await sub.unsubscribe()
 
 
 def role_forbidden(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
@@ -97,7 +97,8 @@ from web.pages.auth import (
     principal_of,
     signed_in_guard,
 )
-from web.pages.owned import is_uuid, owned
+from web.pages.owned import is_uuid, own_page, owned
+from web.pages.streams import change_events
 
 log = logging.getLogger(__name__)
 
@@ -696,7 +697,7 @@ def inbox_router(
             return False
 
         # From the session's tenant (the guard made sure it is the path's): the wall.
-        return ServerSentEvent(_stream(nats(), live.tenant_filter(tenant), concerns))
+        return ServerSentEvent(change_events(nats(), live.tenant_filter(tenant), concerns))
 
     @get("/t/{tenant_id:str}/inbox/{conversation_id:str}/messages", include_in_schema=False)
     async def messages(
@@ -904,25 +905,6 @@ _OPENED = frozenset(
 )
 
 
-async def _stream(
-    nc: NatsClient, subject: str, concerns: Callable[[live.LiveChange], bool]
-) -> AsyncGenerator[str, None]:
-    """Each change that `concerns` the page, as one event, until the browser goes."""
-    sub = await nc.subscribe(subject)
-    try:
-        # A first event at once, so that the browser knows it is connected.
-        yield '{"readmodel": "", "kind": "hello", "key": ""}'
-        async for msg in sub.messages:
-            try:
-                change = live.decode(msg.data)
-            except msgspec.DecodeError:
-                continue  # not ours to show
-            if concerns(change):
-                yield msg.data.decode()
-    finally:
-        await sub.unsubscribe()
-
-
 def _template_context(
     principal: Principal, customer: dict[str, Any], conversation: dict[str, Any]
 ) -> dict[str, Any]:
@@ -957,8 +939,7 @@ def _list_url(tenant_id: str, given: dict[str, str | None], path: str = "inbox")
 
 def _own_url(tenant_id: str, back: str) -> str:
     """`back` if it is one of this tenant's pages, never elsewhere; else the inbox."""
-    own = home_url(tenant_id)
-    return back if back.startswith(own) and "//" not in back else own + "inbox"
+    return own_page(tenant_id, back) or home_url(tenant_id) + "inbox"
 
 
 def _forbidden(message_key: str) -> Callable[[Request[Any, Any, Any], Exception], Response[Any]]:

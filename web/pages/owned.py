@@ -8,6 +8,14 @@ from uuid import UUID
 
 from domain.asyncapp import AsyncRunner
 from domain.base import NotFound
+from web.pages.auth import home_url
+
+
+def own_page(tenant_id: str, back: str) -> str | None:
+    """`back` (a form's or a link's way back) if it is one of this tenant's pages; None
+    for anything else — another tenant's, another site's (`//host`), or not a path."""
+    own = home_url(tenant_id)
+    return back if back.startswith(own) and "//" not in back else None
 
 
 def is_uuid(value: str) -> bool:

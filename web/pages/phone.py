@@ -111,7 +111,7 @@ from web.pages.auth import (
     signed_in_guard,
 )
 from web.pages.i18n import translate
-from web.pages.owned import is_uuid
+from web.pages.owned import is_uuid, own_page
 
 log = logging.getLogger(__name__)
 
@@ -302,7 +302,7 @@ def phone_router(
     ) -> Response[Any]:
         principal = allowed(request)
         form = await _body(request, ControlForm)
-        back = _back(principal.tenant_id, form.back) or (
+        back = own_page(principal.tenant_id, form.back) or (
             f"{home_url(principal.tenant_id)}phone/calls/{quote(call_id, safe='')}"
         )
         if action == "note":
@@ -517,7 +517,7 @@ def phone_router(
         # Back where the button was (the customer's page), if that is one of the tenant's.
         referer = urlsplit(request.headers.get("referer", ""))
         came_from = referer.path + (f"?{referer.query}" if referer.query else "")
-        back = _back(tenant, form.back) or _back(tenant, came_from) or home_url(tenant)
+        back = own_page(tenant, form.back) or own_page(tenant, came_from) or home_url(tenant)
         return await respond(
             request, {"done": "dial", "command_id": command.command_id, "number": number}, back
         )
@@ -660,7 +660,7 @@ def phone_router(
             )
         except DomainError as e:
             raise refusal(HTTP_409_CONFLICT, "phone.refused", reason=str(e)) from None
-        back = _back(principal.tenant_id, form.back) or home_url(principal.tenant_id)
+        back = own_page(principal.tenant_id, form.back) or home_url(principal.tenant_id)
         return await respond(request, {"done": "softphone"}, back)
 
     def refused(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -989,9 +989,3 @@ def _wants_json(request: Request[Any, Any, Any]) -> bool:
     return request.headers.get("content-type", "").startswith(
         "application/json"
     ) or "application/json" in request.headers.get("accept", "")
-
-
-def _back(tenant: str, back: str) -> str | None:
-    """`back` if it is a page of this tenant, never elsewhere."""
-    own = home_url(tenant)
-    return back if back.startswith(own) and "//" not in back else None
